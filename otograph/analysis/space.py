@@ -1,0 +1,155 @@
+"""The search space: zero-invariant groups of parameter slices.
+
+This module holds plain data only. The optimizer (``hesso``) and the rewriter read it; neither
+re-derives groups. A :class:`Group` is a set of *units*; removing a unit removes, for every
+:class:`Member`, the positions along ``member.axis`` whose entry in ``member.units`` is that unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["Member", "Group", "SearchSpace", "PRODUCER", "CONSUMER", "BUFFER"]
+
+#: The slice must be exactly zero for the unit to be removable (weight rows, biases, norm affine).
+PRODUCER = "producer"
+#: The slice is removed with the unit, its value does not matter (input channels of a consumer).
+CONSUMER = "consumer"
+#: A buffer slice removed with the unit (running statistics).
+BUFFER = "buffer"
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """One ``(tensor, axis)`` that a group slices.
+
+    ``positions[i]`` is an index along ``axis`` of the tensor named ``param`` and ``units[i]`` the
+    unit (``0 … num_units-1``) it belongs to. Positions of one unit need not be contiguous.
+    """
+
+    param: str
+    axis: int
+    positions: torch.Tensor
+    units: torch.Tensor
+    role: str
+    size: int  # length of ``axis`` in the original tensor
+
+    def indices(self, unit: int) -> list[int]:
+        return self.positions[self.units == unit].tolist()
+
+    def __repr__(self) -> str:
+        return f"Member({self.param}, axis={self.axis}, {self.positions.numel()}/{self.size} positions, {self.role})"
+
+
+@dataclass(frozen=True, eq=False)
+class Group:
+    """A zero-invariant group: ``num_units`` units that can each be removed on their own.
+
+    ``prunable`` is False when the analysis could not prove zero-invariance; ``reason`` says why.
+    ``unit_params[u]`` and ``unit_flops[u]`` are what removing unit ``u`` alone saves.
+    """
+
+    id: str
+    num_units: int
+    members: tuple[Member, ...]
+    prunable: bool
+    reason: str | None
+    unit_params: torch.Tensor
+    unit_flops: torch.Tensor
+    divisor: int = 1  # remove units in multiples of this (kept for future grouped layouts)
+
+    @property
+    def producers(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.role == PRODUCER)
+
+    def unit_indices(self, unit: int) -> dict[tuple[str, int], list[int]]:
+        """``{(param, axis): indices}`` of one unit."""
+        return {(m.param, m.axis): m.indices(unit) for m in self.members}
+
+    @property
+    def params(self) -> int:
+        return int(self.unit_params.sum())
+
+    def __repr__(self) -> str:
+        state = "prunable" if self.prunable else f"unprunable: {self.reason}"
+        return f"Group({self.id!r}, {self.num_units} units, {len(self.members)} members, {state})"
+
+
+@dataclass(eq=False)
+class SearchSpace:
+    """All groups of a model plus what the rewriter needs (the traced graph and slot analysis)."""
+
+    groups: list[Group]
+    total_params: int
+    total_flops: int
+    opaque: tuple[str, ...] = ()
+    traced: Any = field(default=None, repr=False)
+    analysis: Any = field(default=None, repr=False)
+
+    @property
+    def prunable_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.prunable]
+
+    def group(self, gid: str) -> Group:
+        for g in self.groups:
+            if g.id == gid:
+                return g
+        raise KeyError(f"no group {gid!r}; groups are: {', '.join(g.id for g in self.groups[:20])} …")
+
+    @property
+    def prunable_params(self) -> int:
+        return sum(g.params for g in self.prunable_groups)
+
+    @torch.no_grad()
+    def zero_(self, model: torch.nn.Module, units: Mapping[str, Iterable[int]]) -> None:
+        """Zero, in place, every producer slice of the given units: ``{group_id: [unit, …]}``."""
+        tensors = _named_tensors(model)
+        for gid, us in units.items():
+            group = self.group(gid)
+            if not group.prunable:
+                raise ValueError(f"group {gid!r} is not prunable ({group.reason}); refusing to zero it")
+            us = torch.as_tensor(list(us), dtype=torch.long)
+            for m in group.producers:
+                sel = m.positions[torch.isin(m.units, us)]
+                t = tensors[m.param]
+                t.index_fill_(m.axis, sel.to(t.device), 0)
+
+    @torch.no_grad()
+    def zero_units(self, model: torch.nn.Module) -> dict[str, list[int]]:
+        """Units of prunable groups whose producer slices are all exactly zero in ``model``."""
+        tensors = _named_tensors(model)
+        found: dict[str, list[int]] = {}
+        for g in self.prunable_groups:
+            nonzero = torch.zeros(g.num_units, dtype=torch.long)
+            for m in g.producers:
+                t = tensors[m.param].detach()
+                rows = t.movedim(m.axis, 0).reshape(t.shape[m.axis], -1).ne(0).any(1).cpu()
+                nonzero.index_add_(0, m.units, rows[m.positions].long())
+            zeros = (nonzero == 0).nonzero().flatten().tolist()
+            if zeros:
+                found[g.id] = zeros
+        return found
+
+    def summary(self) -> str:
+        from otograph.report.tables import space_table
+
+        return space_table(self)
+
+    def __repr__(self) -> str:
+        p = len(self.prunable_groups)
+        share = self.prunable_params / max(1, self.total_params)
+        return (f"SearchSpace({len(self.groups)} groups, {p} prunable, "
+                f"{share:.1%} of {self.total_params:,} parameters prunable)")
+
+
+def _named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for name, t in model.named_parameters(remove_duplicate=False):
+        out.setdefault(name, t)
+    for name, t in model.named_buffers(remove_duplicate=False):
+        out.setdefault(name, t)
+    return out
