@@ -1,0 +1,339 @@
+"""HESSO: train and prune in one run, as a ``torch.optim.Optimizer``.
+
+The base step (SGD, Adam or AdamW) is *the* ``torch.optim`` optimizer, held inside and sharing
+``param_groups`` and ``state`` with this object, so with pruning off HESSO is bit-identical to
+it and learning-rate schedulers, per-group weight decay and closures work unchanged. Around it:
+
+* at the first step of each pruning period, the saliency of every prunable unit is computed
+  (:mod:`hesso.saliency`) and the lowest units up to the period's budget are marked redundant
+  (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
+* after each base step of the period, every producer slice of a redundant unit is multiplied by
+  ``(D-t-1)/(D-t)`` (one gather and one ``_foreach_mul_``), reaching exactly zero at ``t = D-1``;
+* pruned units are held at exactly zero: their gradients are masked before the base step and
+  their optimizer state was zeroed when they were committed, so every base variant leaves them
+  at zero (this masks ``p.grad`` in place for those slices).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from hesso import saliency
+from hesso.budget import Budget, select
+from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
+from hesso.schedule import Schedule, decay_factor
+from hesso.units import UnitLayout, UnitScaler
+
+__all__ = ["HESSO", "ACTIVE", "REDUNDANT", "PRUNED"]
+
+log = logging.getLogger(__name__)
+
+ACTIVE, REDUNDANT, PRUNED = 0, 1, 2
+_BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _grad(t: torch.Tensor) -> torch.Tensor | None:
+    return t.grad
+
+
+class HESSO(torch.optim.Optimizer):
+    """Hybrid Efficient Structured Sparse Optimizer over an otograph search space.
+
+    Args:
+        model: the model the space was built for (a DDP wrapper is unwrapped).
+        space: an ``otograph`` ``SearchSpace``; only its prunable groups are pruned.
+        params: parameters or parameter-group dicts (default: the model's trainable parameters).
+        variant: base optimizer, ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        lr, momentum, betas, eps, weight_decay: the base optimizer's hyper-parameters.
+        target_group_sparsity / target_flops_reduction / target_param_reduction: the budget, at
+            most one; none means no pruning.
+        start_pruning_step: the step (0-based) at which the first period begins.
+        pruning_steps: steps over which the periods run (required with a budget).
+        pruning_periods: number of periods.
+        group_divisible: keep a multiple of this many units in every group.
+        importance: weights of the saliency criteria (default 0.2 each), see :mod:`hesso.saliency`.
+        cric: ``True`` or a :class:`~hesso.cric.CRIC` to test each period's choice first.
+        base_options: passed to the ``torch.optim`` class (``nesterov``, ``amsgrad``, ``foreach``…).
+
+    Example:
+        >>> opt = HESSO(model, space, variant="sgd", lr=0.1, momentum=0.9,   # doctest: +SKIP
+        ...             target_flops_reduction=0.5, pruning_steps=1000, pruning_periods=5)
+    """
+
+    def __init__(self, model: nn.Module, space, *, params: Iterable | None = None, variant: str = "sgd",
+                 lr: float = 1e-3, momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0,
+                 target_group_sparsity: float | None = None, target_flops_reduction: float | None = None,
+                 target_param_reduction: float | None = None, start_pruning_step: int = 0,
+                 pruning_steps: int | None = None, pruning_periods: int = 1, group_divisible: int = 1,
+                 importance: Mapping[str, float] | None = None, cric: bool | CRIC | None = None,
+                 **base_options: Any):
+        if variant not in _BASES:
+            raise ValueError(f"variant must be one of {sorted(_BASES)}, got {variant!r}")
+        if params is None:
+            params = [p for p in model.parameters() if p.requires_grad]
+        hyper: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay, **base_options}
+        if variant == "sgd":
+            hyper["momentum"] = momentum
+        else:
+            hyper.update(betas=betas, eps=eps)
+        self._base = _BASES[variant](params, **hyper)
+        super().__init__(self._base.param_groups, self._base.defaults)
+        self._link()
+        self.variant = variant
+        self.space = space
+        self.weights = saliency.check_weights(importance)
+        self.layout = UnitLayout(model, space, group_divisible)
+        U = self.layout.num_units
+
+        targets = {"groups": target_group_sparsity, "flops": target_flops_reduction,
+                   "params": target_param_reduction}
+        given = {k: v for k, v in targets.items() if v is not None}
+        if len(given) > 1:
+            raise ValueError(f"give at most one budget, got {', '.join(given)}")
+        self.schedule: Schedule | None = None
+        self.budget: Budget | None = None
+        if given:
+            if pruning_steps is None:
+                raise ValueError("pruning_steps is required when a pruning target is given")
+            self.schedule = Schedule(start_pruning_step, pruning_steps, pruning_periods)
+            kind, frac = next(iter(given.items()))
+            cost = {"groups": torch.ones(U, dtype=torch.float64), "flops": self.layout.unit_flops,
+                    "params": self.layout.unit_params}[kind]
+            total = {"groups": U, "flops": space.total_flops, "params": space.total_params}[kind]
+            self.budget = Budget(kind, frac, cost, total, pruning_periods)
+        if cric is True:
+            cric = CRIC()
+        self.cric: CRIC | None = cric or None
+        self._cric_steps = (self.cric.steps_per_cycle(self.schedule.duration)
+                            if self.cric is not None and self.schedule is not None else 0)
+
+        self._k = 0
+        self._status = torch.zeros(U, dtype=torch.long)
+        self._scores = torch.zeros(U, dtype=torch.float64)
+        self._decay_from = 0
+        self._run: CricRun | None = None
+        self._rebuild()
+        log.info("HESSO(%s): %s, %s, %s", variant, self.layout, self.schedule, self.budget)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _link(self) -> None:
+        """Share ``param_groups``, ``state`` and ``defaults`` with the base optimizer."""
+        self.param_groups = self._base.param_groups
+        self.state = self._base.state
+        self.defaults = self._base.defaults
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _rebuild(self) -> None:
+        """Scalers for the hold mask (pruned units) and the decay (redundant units) from ``_status``."""
+        U = self.layout.num_units
+        pruned = self._status == PRUNED
+        self._hold = None
+        if pruned.any():
+            self._hold_factor = torch.ones(U + 1, dtype=torch.float64)
+            self._hold_factor[:U][pruned] = 0
+            self._hold = UnitScaler(self.layout.slots_touching(pruned)).load(self._hold_factor)
+        redundant = self._status == REDUNDANT
+        self._decay = None
+        if redundant.any():
+            self._redundant = torch.cat([redundant, torch.zeros(1, dtype=torch.bool)]).double()
+            self._decay = UnitScaler(self.layout.slots_touching(redundant))
+        if self._run is not None:
+            self._cric_mask = torch.cat([self._run.candidates, torch.zeros(1, dtype=torch.bool)]).double()
+            self._cric_scaler = UnitScaler(self.layout.slots_touching(self._run.candidates))
+
+    # ------------------------------------------------------------------ the step
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One base step plus the HESSO update; ``closure`` re-evaluates the loss as in torch."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        phase = self.schedule.phase(self._k) if self.schedule is not None else None
+        if self._hold is not None:
+            self._hold.mul_(_grad)
+        if phase is not None:
+            period, t = phase
+            if t == 0:
+                self._begin_period(period)
+            elif self._run is not None:
+                self._run.record(self.compute_scores())
+        self._base.step()
+        if phase is not None:
+            self._after_base_step(*phase)
+        self._k += 1
+        return loss
+
+    def _begin_period(self, period: int) -> None:
+        scores = self.compute_scores()
+        self._scores = scores
+        chosen = self._choose(scores, period)
+        self._decay_from = 0
+        if self.cric is not None and chosen.numel():
+            candidates = torch.zeros(self.layout.num_units, dtype=torch.bool)
+            candidates[chosen] = True
+            self._run = CricRun(candidates, take_snapshot(self._params(), self.state))
+            self._run.record(scores)
+            log.debug("period %d: CRIC starts with %d candidates", period, chosen.numel())
+        else:
+            self._status[chosen] = REDUNDANT
+            log.debug("period %d: %d units redundant", period, chosen.numel())
+        self._rebuild()
+
+    def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
+        alive = self._status == ACTIVE
+        removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
+        target = self.budget.period_target(period, removed)
+        return select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+
+    def _after_base_step(self, period: int, t: int) -> None:
+        D = self.schedule.duration
+        run = self._run
+        if run is not None:
+            f = decay_factor(run.step, self._cric_steps + 1)
+            self._cric_scaler.load(1 - self._cric_mask * (1 - f)).mul_()
+            run.step += 1
+            run.steps_used += 1
+            if run.step == self._cric_steps:
+                bottom = self._choose(run.cycle_sum, period)
+                done = run.end_cycle(bottom, self.cric.max_cycles)
+                restore_snapshot(self._params(), self.state, run.snapshot)
+                if done:
+                    chosen = self._choose(run.total, period)
+                    self._scores = run.total.clone()
+                    self._status[chosen] = REDUNDANT
+                    self._decay_from = t + 1
+                    self._run = None
+                    log.debug("period %d: CRIC done after %d cycles, %d units redundant",
+                              period, run.cycle, chosen.numel())
+                self._rebuild()
+            return
+        if self._decay is None:
+            return
+        f = decay_factor(t - self._decay_from, D - self._decay_from)
+        self._decay.load(1 - self._redundant * (1 - f)).mul_()
+        if t == D - 1:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Redundant units become pruned: zero their optimizer state, hold them from now on."""
+        redundant = self._status == REDUNDANT
+        zero = torch.ones(self.layout.num_units + 1, dtype=torch.float64)
+        zero[:-1][redundant] = 0
+        scaler = UnitScaler(self.layout.slots_touching(redundant)).load(zero)
+        keys = {k for p in self._params() for k, v in self.state.get(p, {}).items()
+                if torch.is_tensor(v) and v.shape == p.shape and v.dim() > 0}
+        for key in sorted(keys):
+            def of(p: torch.Tensor, key: str = key) -> torch.Tensor | None:
+                v = self.state[p].get(key) if p in self.state else None
+                return v if torch.is_tensor(v) and v.shape == p.shape else None
+            scaler.mul_(of)
+        self._status[redundant] = PRUNED
+        self._rebuild()
+
+    # ------------------------------------------------------------------ saliency
+
+    @torch.no_grad()
+    def compute_scores(self) -> torch.Tensor:
+        """Saliency of every unit (float64, ``U``) from the current parameters and gradients."""
+        dirs: dict[int, torch.Tensor] = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                d = saliency.direction(self.variant, group, p, self.state.get(p, {}))
+                if d is not None:
+                    dirs[id(p)] = d
+        xx, dd, xd = saliency.segment_sums(self.layout.slots, dirs, self.layout.num_units)
+        return saliency.combine(saliency.criteria(xx, dd, xd, self.layout.unit_size), self.weights)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state dict plus a ``"hesso"`` entry with all of HESSO's state."""
+        sd = self._base.state_dict()
+        sd["hesso"] = {
+            "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
+            "decay_from": self._decay_from, "num_units": self.layout.num_units,
+            "cric": None if self._run is None else self._run.state(),
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        h = state_dict.pop("hesso", None)
+        self._base.load_state_dict(state_dict)
+        self._link()
+        if h is None:
+            log.warning("loading a state dict without HESSO state: the pruning schedule restarts")
+            return
+        if int(h["num_units"]) != self.layout.num_units:
+            raise ValueError(f"state dict is for {h['num_units']} units, this search space has "
+                             f"{self.layout.num_units}")
+        self._k = int(h["step"])
+        self._status = h["status"].clone().long()
+        self._scores = h["scores"].clone().double()
+        self._decay_from = int(h["decay_from"])
+        self._run = None if h["cric"] is None else CricRun.from_state(h["cric"])
+        self._rebuild()
+
+    # ------------------------------------------------------------------ reporting
+
+    @property
+    def pruned_units(self) -> dict[str, list[int]]:
+        """``{group_id: [unit, …]}`` of the units committed to removal so far."""
+        return self.layout.split((self._status == PRUNED).nonzero().flatten())
+
+    def metrics(self) -> dict[str, Any]:
+        """Progress: step, period, units and costs removed so far (committed units only)."""
+        pruned = self._status == PRUNED
+        U = max(1, self.layout.num_units)
+        flops = float(self.layout.unit_flops[pruned].sum())
+        params = float(self.layout.unit_params[pruned].sum())
+        phase = self.schedule.phase(self._k) if self.schedule is not None else None
+        if self.schedule is None:
+            stage = "off"
+        elif phase is None:
+            stage = "before" if self._k < self.schedule.start else "done"
+        else:
+            stage = "cric" if self._run is not None else "pruning"
+        return {
+            "step": self._k, "stage": stage, "period": None if phase is None else phase[0],
+            "units_total": self.layout.num_units, "units_pruned": int(pruned.sum()),
+            "units_redundant": int((self._status == REDUNDANT).sum()),
+            "group_sparsity": float(pruned.sum()) / U,
+            "flops_removed": flops, "flops_reduction": flops / max(1, self.space.total_flops),
+            "params_removed": params, "param_reduction": params / max(1, self.space.total_params),
+        }
+
+    def summary(self) -> str:
+        """A few readable lines on the schedule and what has been removed."""
+        m = self.metrics()
+        lines = [f"HESSO({self.variant}) step {m['step']}, stage {m['stage']}"
+                 + (f", period {m['period'] + 1}/{self.schedule.periods}" if m["period"] is not None else "")]
+        if self.budget is not None:
+            lines.append(f"  budget: {self.budget}, schedule {self.schedule}")
+        if self.cric is not None:
+            lines.append(f"  CRIC: up to {self.cric.max_cycles} cycles of {self._cric_steps} steps")
+        lines.append(f"  units: {m['units_pruned']}/{m['units_total']} pruned ({m['group_sparsity']:.1%}), "
+                     f"{m['units_redundant']} decaying")
+        lines.append(f"  FLOPs removed: {m['flops_removed']:,.0f} ({m['flops_reduction']:.1%}); "
+                     f"params removed: {m['params_removed']:,.0f} ({m['param_reduction']:.1%})")
+        per_group = self.pruned_units
+        if per_group:
+            worst = sorted(per_group.items(), key=lambda kv: -len(kv[1]))[:5]
+            lines.append("  most pruned groups: " + ", ".join(
+                f"{gid} {len(us)}/{self.layout.groups[[g.id for g in self.layout.groups].index(gid)].num_units}"
+                for gid, us in worst))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"HESSO({self.variant}, {self.layout}, {self.budget})"

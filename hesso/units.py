@@ -1,0 +1,207 @@
+"""Flattened view of a search space's prunable units, for vectorised per-unit work.
+
+Every unit of every prunable group gets a *global id* ``0 … U-1`` (groups in order, units in
+order); id ``U`` is a dummy meaning "no unit". Each distinct ``(tensor, axis)`` that some group
+uses as a producer becomes a :class:`Slot` whose ``index`` maps every position along ``axis`` to a
+global id. Per-unit reductions are then segment sums (``index_add_``) over slots, and per-unit
+factors reach every element with one gather (``index_select``) and a broadcast multiply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["Slot", "UnitLayout", "UnitScaler", "named_tensors", "unwrap"]
+
+PRODUCER = "producer"  # same strings as otograph.analysis.space; hesso only reads the data
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The wrapped module of a ``DistributedDataParallel``/``DataParallel`` model, else the model."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while isinstance(model, DistributedDataParallel | DataParallel):
+        model = model.module
+    return model
+
+
+def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by every name they are reachable under (tied weights included)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in model.named_parameters(remove_duplicate=False):
+        out.setdefault(name, t)
+    for name, t in model.named_buffers(remove_duplicate=False):
+        out.setdefault(name, t)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Slot:
+    """One producer ``(tensor, axis)``; ``index[i]`` is the global unit id of position ``i``."""
+
+    name: str
+    tensor: torch.Tensor
+    axis: int
+    index: torch.Tensor  # (size,) long, on the tensor's device; U where no unit
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape that broadcasts a per-position vector along ``axis`` of ``tensor``."""
+        shape = [1] * self.tensor.dim()
+        shape[self.axis] = self.tensor.shape[self.axis]
+        return tuple(shape)
+
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (shaped like ``tensor``) as ``(size, -1)``: one row per position along ``axis``."""
+        return t.movedim(self.axis, 0).reshape(t.shape[self.axis], -1)
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name}, axis={self.axis}, {tuple(self.tensor.shape)})"
+
+
+class UnitLayout:
+    """The prunable units of a search space, flattened.
+
+    Attributes: ``groups`` (the prunable groups, in order), ``offsets`` (``G+1`` global id offsets),
+    ``group_of`` (group index of every unit), ``unit_params``/``unit_flops``/``unit_size``
+    (float64, per unit; ``unit_size`` counts producer elements), ``divisors`` (per group) and
+    ``slots``.
+    """
+
+    def __init__(self, model: nn.Module, space, group_divisible: int = 1):
+        model = unwrap(model)
+        tensors = named_tensors(model)
+        self.groups = [g for g in space.groups if g.prunable and g.num_units > 0]
+        counts = [g.num_units for g in self.groups]
+        self.offsets = torch.tensor([0, *torch.tensor(counts).cumsum(0).tolist()], dtype=torch.long)
+        self.num_units = int(self.offsets[-1])
+        self.group_of = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
+        self.unit_params = _cat([g.unit_params for g in self.groups])
+        self.unit_flops = _cat([g.unit_flops for g in self.groups])
+        self.divisors = [_lcm(max(1, group_divisible), max(1, int(getattr(g, "divisor", 1)))) for g in self.groups]
+
+        U = self.num_units
+        by_key: dict[tuple[int, int], tuple[str, torch.Tensor, torch.Tensor]] = {}
+        for gi, g in enumerate(self.groups):
+            base = int(self.offsets[gi])
+            for m in g.members:
+                if m.role != PRODUCER:
+                    continue
+                if m.param not in tensors:
+                    raise KeyError(f"group {g.id!r}: the model has no parameter or buffer {m.param!r}")
+                t = tensors[m.param]
+                axis = m.axis % max(1, t.dim())
+                key = (id(t), axis)
+                if key not in by_key:
+                    by_key[key] = (m.param, t, torch.full((t.shape[axis],), U, dtype=torch.long))
+                index = by_key[key][2]
+                pos = m.positions.long().cpu()
+                if (index[pos] != U).any():
+                    raise ValueError(f"group {g.id!r}: positions of {m.param!r} along axis {axis} "
+                                     "already belong to another unit")
+                index[pos] = m.units.long().cpu() + base
+        self.slots: list[Slot] = [
+            Slot(name, t, axis, index.to(t.device)) for (_, axis), (name, t, index) in by_key.items()
+        ]
+        size = torch.zeros(U + 1, dtype=torch.float64)
+        for s in self.slots:
+            per_pos = s.tensor.numel() // max(1, s.tensor.shape[s.axis])
+            size.index_add_(0, s.index.cpu(), torch.full((s.index.numel(),), float(per_pos), dtype=torch.float64))
+        self.unit_size = size[:U]
+
+    def group_units(self, gi: int) -> range:
+        """Global ids of group ``gi``."""
+        return range(int(self.offsets[gi]), int(self.offsets[gi + 1]))
+
+    def split(self, unit_ids: torch.Tensor) -> dict[str, list[int]]:
+        """Global ids to ``{group_id: [local unit, …]}`` (the form ``SearchSpace.zero_`` takes)."""
+        out: dict[str, list[int]] = {}
+        for u in sorted(unit_ids.tolist()):
+            gi = int(self.group_of[u])
+            out.setdefault(self.groups[gi].id, []).append(u - int(self.offsets[gi]))
+        return out
+
+    def slots_touching(self, mask: torch.Tensor) -> list[Slot]:
+        """Slots with at least one position in a unit where ``mask`` (``U`` bools) is set."""
+        ext = torch.cat([mask.cpu(), torch.zeros(1, dtype=torch.bool)])
+        return [s for s in self.slots if bool(ext[s.index.cpu()].any())]
+
+    def __repr__(self) -> str:
+        return f"UnitLayout({len(self.groups)} groups, {self.num_units} units, {len(self.slots)} slots)"
+
+
+class UnitScaler:
+    """Multiplies every element of a set of slots by a per-unit factor, without a loop over groups.
+
+    For each ``(device, dtype)`` the slots' index vectors are concatenated once; a call gathers the
+    ``U+1`` factors into one flat buffer (one ``index_select``) whose pieces are broadcastable views,
+    then multiplies all tensors with one ``torch._foreach_mul_``. A tensor reached along two axes is
+    multiplied once, by the smaller of its two factors.
+    """
+
+    def __init__(self, slots: Sequence[Slot]):
+        per_tensor: dict[int, list[Slot]] = {}
+        for s in slots:
+            per_tensor.setdefault(id(s.tensor), []).append(s)
+        self._buckets: list[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = []
+        self._multi: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+        by_kind: dict[tuple[torch.device, torch.dtype], list[Slot]] = {}
+        for ss in per_tensor.values():
+            t = ss[0].tensor
+            by_kind.setdefault((t.device, t.dtype), []).extend(ss)
+        for (_, dtype), ss in by_kind.items():
+            index = torch.cat([s.index for s in ss])
+            buf = torch.empty(index.numel(), dtype=dtype, device=index.device)
+            views, off = [], 0
+            for s in ss:
+                n = s.index.numel()
+                views.append(buf[off:off + n].view(s.shape))
+                off += n
+            single_t, single_v = [], []
+            for s, v in zip(ss, views, strict=True):
+                if len(per_tensor[id(s.tensor)]) == 1:
+                    single_t.append(s.tensor)
+                    single_v.append(v)
+            for ts in {id(s.tensor): s.tensor for s in ss if len(per_tensor[id(s.tensor)]) > 1}.values():
+                self._multi.append((ts, [v for s, v in zip(ss, views, strict=True) if s.tensor is ts]))
+            self._buckets.append((index, buf, single_t, single_v))
+
+    @torch.no_grad()
+    def load(self, factor: torch.Tensor) -> UnitScaler:
+        """Gather ``factor`` (``U+1`` values per global id, the last one 1) into the views."""
+        for index, buf, _, _ in self._buckets:
+            torch.index_select(factor.to(device=buf.device, dtype=buf.dtype), 0, index, out=buf)
+        return self
+
+    @torch.no_grad()
+    def mul_(self, tensors_of: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> None:
+        """Multiply the slots' tensors, or ``tensors_of(tensor)`` (e.g. its grad), by the loaded factor."""
+        for _, _, ts, vs in self._buckets:
+            pairs = [(t if tensors_of is None else tensors_of(t), v) for t, v in zip(ts, vs, strict=True)]
+            pairs = [(t, v) for t, v in pairs if t is not None]
+            if pairs:
+                torch._foreach_mul_([t for t, _ in pairs], [v for _, v in pairs])
+        for t, vs in self._multi:
+            target = t if tensors_of is None else tensors_of(t)
+            if target is None:
+                continue
+            f = vs[0]
+            for v in vs[1:]:
+                f = torch.minimum(f, v)
+            target.mul_(f)
+
+
+def _cat(ts: list[torch.Tensor]) -> torch.Tensor:
+    if not ts:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([torch.as_tensor(t, dtype=torch.float64).flatten().cpu() for t in ts])
+
+
+def _lcm(a: int, b: int) -> int:
+    import math
+
+    return a * b // math.gcd(a, b)
