@@ -89,6 +89,8 @@ class SearchSpace:
     opaque: tuple[str, ...] = ()
     traced: Any = field(default=None, repr=False)
     analysis: Any = field(default=None, repr=False)
+    #: parameters that lie in prunable groups (each element counted once)
+    prunable_params: int = 0
 
     @property
     def prunable_groups(self) -> list[Group]:
@@ -99,10 +101,6 @@ class SearchSpace:
             if g.id == gid:
                 return g
         raise KeyError(f"no group {gid!r}; groups are: {', '.join(g.id for g in self.groups[:20])} …")
-
-    @property
-    def prunable_params(self) -> int:
-        return sum(g.params for g in self.prunable_groups)
 
     @torch.no_grad()
     def zero_(self, model: torch.nn.Module, units: Mapping[str, Iterable[int]]) -> None:

@@ -1,0 +1,39 @@
+"""Zero-invariant-group analysis: slots, rules, union-find, groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from otograph.analysis import rules  # noqa: F401  (fills the registry)
+from otograph.analysis.engine import Analysis
+from otograph.analysis.groups import build_space
+from otograph.analysis.rules.registry import Registry
+from otograph.analysis.space import Group, Member, SearchSpace
+from otograph.trace import Traced, trace
+
+__all__ = ["search_space", "SearchSpace", "Group", "Member", "analyse"]
+
+
+def analyse(traced: Traced, registry: Registry | None = None) -> SearchSpace:
+    """Search space of an already traced model."""
+    return build_space(Analysis(traced, registry).run())
+
+
+def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
+                 autowrap: Iterable[Callable] = (), registry: Registry | None = None,
+                 frontend: str = "fx") -> SearchSpace:
+    """Trace ``model`` and infer its zero-invariant groups.
+
+    Example:
+        >>> import torch, otograph
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        ...                           torch.nn.Conv2d(8, 4, 3))
+        >>> space = otograph.search_space(net, torch.randn(1, 3, 16, 16))
+        >>> [(g.id, g.num_units, g.prunable) for g in space.groups]
+        [('0', 8, True), ('3', 4, False)]
+    """
+    traced = trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend=frontend)
+    return analyse(traced, registry)

@@ -1,0 +1,185 @@
+"""From the analysis pass to a :class:`SearchSpace`: components, slab alignment, groups, costs."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from otograph.analysis.engine import Analysis, _slots_of
+from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
+from otograph.analysis.unionfind import components
+
+__all__ = ["AnalysisResult", "build_space"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalysisResult:
+    """What the rewriter needs: per-node slots, element labels and each unit's component."""
+
+    analysis: Analysis
+    labels: np.ndarray
+    unit_comp: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def removed_mask(self, removed_comps: np.ndarray) -> np.ndarray:
+        """Boolean per element: is it removed?"""
+        gone = np.zeros(self.labels.shape[0] + 1, bool)
+        gone[removed_comps] = True
+        return gone[self.labels]
+
+
+def _slab_aligned(L: np.ndarray) -> np.ndarray:
+    """Labels (≥0) whose positions are not a union of whole slabs along any single axis."""
+    flat = L.ravel()
+    labs, inv = np.unique(flat, return_inverse=True)
+    ok = np.zeros(labs.size, bool)
+    for a in range(L.ndim):
+        moved = np.moveaxis(L, a, 0).reshape(L.shape[a], -1)
+        uniform = (moved == moved[:, :1]).all(1)
+        pos_u = np.broadcast_to(uniform.reshape([-1 if i == a else 1 for i in range(L.ndim)]), L.shape).ravel()
+        bad = np.zeros(labs.size, np.int64)
+        np.add.at(bad, inv, ~pos_u)
+        ok |= bad == 0
+    return labs[(~ok) & (labs >= 0)]
+
+
+def _align(an: Analysis, n: int) -> np.ndarray:
+    """Union until every value's removable positions are whole slabs (tensors stay rectangular)."""
+    ea, eb = an.edges()
+    labels = components(n, ea, eb)
+    for _ in range(20):
+        added = False
+        for s in (s for v in an.slots.values() for s in _slots_of(v)):
+            if s.ids is None:
+                continue
+            vary = [a for a in range(s.ids.ndim) if s.ids.shape[a] > 1]
+            if len(vary) < 2:
+                continue
+            ids = s.ids.reshape([s.ids.shape[a] for a in vary])
+            L = np.where(ids >= 0, labels[np.maximum(ids, 0)], -1)
+            bad = _slab_aligned(L)
+            if bad.size == 0:
+                continue
+            axis = max(range(ids.ndim), key=lambda a: (ids.shape[a], a))
+            slabs = np.moveaxis(ids, axis, 0).reshape(ids.shape[axis], -1)
+            for row in slabs:
+                if (row < 0).any():
+                    an.pin(row, "shares a tensor slab with positions no unit owns")
+                an.union_all(row)
+            added = True
+        if not added:
+            return labels
+        ea, eb = an.edges()
+        labels = components(n, ea, eb)
+    raise RuntimeError("slab alignment did not converge")
+
+
+def _module_of(param: str) -> str:
+    return param.rsplit(".", 1)[0] if "." in param else param
+
+
+def _module_flops(traced) -> tuple[int, dict[str, int]]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        traced.gm(*traced.args, **traced.kwargs)
+    per = {}
+    for mod, ops in counter.get_flop_counts().items():
+        # keys are "<RootClass>.<path>"; "Global" and the bare root are totals
+        if "." in mod:
+            per[mod.split(".", 1)[1]] = int(sum(ops.values()))
+    return int(counter.get_total_flops()), per
+
+
+def build_space(an: Analysis) -> SearchSpace:
+    table = an.table
+    n = table.size
+    labels = _align(an, n)
+    pinned: dict[int, str] = {}
+    for ids, reason in an.pins:
+        for c in np.unique(labels[ids]):
+            pinned.setdefault(int(c), reason)
+    seen = np.zeros(n, bool)
+    s = an.seen()
+    if s.size:
+        seen[np.unique(labels[s])] = True  # components that some activation carries
+    entries = list(table.entries.values())
+    # which entries each candidate component touches
+    comp_entries: dict[int, list[int]] = defaultdict(list)
+    for ei, e in enumerate(entries):
+        for c in np.unique(labels[e.ids]):
+            if seen[c]:
+                comp_entries[int(c)].append(ei)
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for c, eis in comp_entries.items():
+        by_key[(tuple(eis), c in pinned)].append(c)
+    total_flops, mod_flops = _module_flops(an.traced)
+    params = dict(an.gm.named_parameters())
+    buffers = dict(an.gm.named_buffers())
+    groups: list[Group] = []
+    unit_comp: dict[tuple[str, int], int] = {}
+    used_ids: dict[str, int] = {}
+    order = sorted(by_key.items(), key=lambda kv: min(kv[1]))
+    comp_unit = np.full(n, -1, np.int64)
+    for (eis, is_pinned), comps in order:
+        comps = sorted(comps)
+        comp_unit[comps] = np.arange(len(comps))
+        members, uparams, uflops = [], np.zeros(len(comps)), np.zeros(len(comps))
+        for ei in eis:
+            e = entries[ei]
+            lab = labels[e.ids]
+            mask = np.isin(lab, comps)
+            pos = np.nonzero(mask)[0]
+            units = comp_unit[lab[mask]]
+            members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
+                                  e.role, e.size))
+            t = params.get(e.param)
+            if t is None or e.role == BUFFER:
+                continue
+            per_pos = t.numel() // t.shape[e.axis]
+            np.add.at(uparams, units, per_pos)
+            if e.param.endswith("weight"):
+                np.add.at(uflops, units, mod_flops.get(_module_of(e.param), 0) / t.shape[e.axis])
+        gid = _group_id(members, used_ids, buffers)
+        reason = pinned.get(comps[0]) if is_pinned else None
+        if is_pinned:
+            reason = next((pinned[c] for c in comps if c in pinned), reason)
+        for u, c in enumerate(comps):
+            unit_comp[(gid, u)] = c
+        groups.append(Group(gid, len(comps), tuple(members), not is_pinned, reason,
+                            torch.from_numpy(uparams), torch.from_numpy(uflops)))
+    total_params = sum(p.numel() for p in params.values())
+    # parameters left if every unit of every prunable group went: each element counted once
+    cut: dict[str, dict[int, int]] = defaultdict(dict)
+    for g in groups:
+        if g.prunable:
+            for m in g.members:
+                if m.param in params:
+                    cut[m.param][m.axis] = cut[m.param].get(m.axis, 0) + m.positions.numel()
+    prunable = 0
+    for name, axes in cut.items():
+        t = params[name]
+        left = 1
+        for a, n in enumerate(t.shape):
+            left *= n - axes.get(a, 0)
+        prunable += t.numel() - left
+    opaque = tuple(sorted(set(an.opaque.values())))
+    return SearchSpace(groups, total_params, total_flops, opaque, an.traced,
+                       AnalysisResult(an, labels, unit_comp), prunable_params=prunable)
+
+
+def _group_id(members: list[Member], used: dict[str, int], buffers) -> str:
+    prod = [m for m in members if m.role == "producer" and m.axis == 0 and m.param.endswith("weight")]
+    prod = prod or [m for m in members if m.role == "producer"] or members
+    base = _module_of(prod[0].param)
+    if prod[0].axis != 0:
+        base = f"{prod[0].param}:{prod[0].axis}"
+    k = used.get(base, 0)
+    used[base] = k + 1
+    return base if k == 0 else f"{base}#{k}"

@@ -1,0 +1,90 @@
+"""Helpers shared by rule families: broadcasting joins and per-axis views of slots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from otograph.analysis.slots import Slot
+
+__all__ = ["join", "pad_left", "pass_through", "axis_ids", "norm_axis"]
+
+
+def norm_axis(axis: int, ndim: int) -> int:
+    return axis + ndim if axis < 0 else axis
+
+
+def pad_left(arr: np.ndarray, ndim: int) -> np.ndarray:
+    return arr.reshape((1,) * (ndim - arr.ndim) + arr.shape)
+
+
+def axis_ids(ids: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """One element per position along ``axis`` (the first along the other axes), shape ``(size,)``."""
+    moved = np.moveaxis(ids, axis, 0).reshape(ids.shape[axis], -1)[:, 0]
+    return np.broadcast_to(moved, (size,)).copy()
+
+
+def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
+    """Elementwise op over broadcast operands: aligned positions are one element.
+
+    ``zero_mode`` is ``"and"`` (sum-like: zero only if every operand is zero), ``"or"``
+    (product-like: zero if any operand is zero) or ``"first"`` (zero iff the first is).
+    """
+    out_shape = call.out_shape
+    if out_shape is None:
+        return Slot()
+    nd = len(out_shape)
+    arrays, zeros, pax_ops = [], [], []
+    for x in operands:
+        s, shp = call.slot(x), call.shape(x)
+        if s.ids is not None:
+            arrays.append(pad_left(s.ids, nd))
+            zeros.append(pad_left(s.zero, nd))
+        elif s.pax is not None:
+            pax_ops.append(((None,) * (nd - len(s.pax)) + tuple(s.pax), s))
+            zeros.append(np.array(True))
+        elif shp is None and isinstance(x, (int, float, bool)):
+            zeros.append(np.array(x == 0))
+        else:
+            zeros.append(np.array(False))
+    if not arrays:
+        tensor_ops = [x for x in operands if call.shape(x) is not None]
+        if len(pax_ops) == 1 and len(tensor_ops) == 1:
+            pax, s = pax_ops[0]
+            return Slot(pax=pax, pnames=s.pnames)
+        for _, s in pax_ops:
+            call.pin_slot(s, f"parameter {s.pnames[0]} is combined with other constants in {call.name}")
+        return Slot()
+    bshape = np.broadcast_shapes(*[a.shape for a in arrays])
+    ids = np.broadcast_to(arrays[0], bshape).copy()
+    for a in arrays[1:]:
+        a = np.broadcast_to(a, bshape)
+        call.union(ids, a)
+        ids = np.where(ids >= 0, ids, a)
+    for pax, s in pax_ops:
+        for ax, p in enumerate(pax):
+            if p is None:
+                continue
+            if bshape[ax] > 1:
+                slab = np.moveaxis(np.broadcast_to(ids, bshape), ax, 0).reshape(bshape[ax], -1)
+                call.union(p[:, None], slab)
+            # else: the parameter varies along an axis with no channel structure (e.g. tokens)
+    zb = [np.broadcast_to(z, bshape) for z in zeros]
+    if zero_mode == "and":
+        zero = np.logical_and.reduce(zb)
+    elif zero_mode == "or":
+        zero = np.logical_or.reduce(zb)
+    else:
+        zero = zb[0].copy()
+    return Slot(ids, np.array(zero))
+
+
+def pass_through(call, x: Any, zero: bool | None) -> Slot:
+    """Same slots as ``x``; ``zero`` True/False forces the zero flags, None keeps them."""
+    s = call.slot(x)
+    if s.ids is None:
+        return Slot()
+    z = s.zero if zero is None else np.full(s.ids.shape, zero)
+    return Slot(s.ids, z)

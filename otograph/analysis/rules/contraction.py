@@ -1,0 +1,98 @@
+"""Contractions: matmul/bmm and scaled-dot-product attention.
+
+For ``a @ b`` the contracted positions of both operands are one element (zeroing q's and k's
+slice *c* leaves q·kᵀ unchanged), and a removed contracted slice must be zero in at least one
+operand. An operand's structure along batch/row axes survives into the result; the positions it
+contracts over join that structure (so q's head *h* is one unit with all of its head_dim).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from otograph.analysis.rules.common import pad_left
+from otograph.analysis.rules.registry import register
+from otograph.analysis.slots import Slot
+
+
+def _zero(s: Slot, nd: int) -> np.ndarray:
+    return pad_left(s.zero, nd) if s.ids is not None else np.zeros((1,) * nd, bool)
+
+
+def matmul_slot(call, sa: Slot, sb: Slot, nd: int, what: str) -> Slot:
+    """Slot of ``a @ b`` for operands of rank ≥ 2 broadcast to rank ``nd``."""
+    A = pad_left(sa.ids, nd) if sa.ids is not None else None
+    B = pad_left(sb.ids, nd) if sb.ids is not None else None
+    if A is None and B is None:
+        return Slot()
+    za, zb = _zero(sa, nd), _zero(sb, nd)
+    pair_zero = za[..., :, :, None] | zb[..., None, :, :]  # (..., M, K, N)
+    if A is not None and B is not None:
+        call.union(A[..., :, :, None], B[..., None, :, :])
+    for X, is_a in ((A, True), (B, False)):
+        if X is None or X.shape[-1 if is_a else -2] == 1:
+            continue
+        X4 = X[..., :, :, None] if is_a else X[..., None, :, :]
+        X4, pz = np.broadcast_arrays(X4, pair_zero)
+        bad = X4[~pz]
+        if bad.size:
+            call.pin(bad, f"a non-zero slice is contracted by {what}")
+    contribs = []
+    if A is not None and any(n > 1 for n in A.shape[:-1]):
+        Am = np.moveaxis(A, -1, 0)
+        call.union(Am[:1], Am[1:])
+        contribs.append(A[..., :, :1])  # (..., M, 1)
+    if B is not None and any(n > 1 for i, n in enumerate(B.shape) if i != B.ndim - 2):
+        Bm = np.moveaxis(B, -2, 0)
+        call.union(Bm[:1], Bm[1:])
+        contribs.append(B[..., :1, :])  # (..., 1, N)
+    zero = pair_zero.all(axis=-2)
+    if not contribs:
+        return Slot()
+    shape = np.broadcast_shapes(*[c.shape for c in contribs], zero.shape)
+    ids = np.broadcast_to(contribs[0], shape).copy()
+    for c in contribs[1:]:
+        c = np.broadcast_to(c, shape)
+        call.union(ids, c)
+        ids = np.where(ids >= 0, ids, c)
+    return Slot(ids, np.broadcast_to(zero, shape).copy())
+
+
+@register("matmul", "contraction", [torch.matmul, operator.matmul,
+                                    torch.bmm, "method:matmul", "method:bmm", "method:__matmul__"])
+def _matmul(call):
+    a, b = call.arg(0, "input"), call.arg(1, "other" if call.node.target != torch.bmm else "mat2")
+    sa, sb = call.slot(a), call.slot(b)
+    if len(call.shape(a)) < 2 or len(call.shape(b)) < 2:
+        call.pin_slot(sa, f"is a vector operand of {call.name}")
+        call.pin_slot(sb, f"is a vector operand of {call.name}")
+        call.set_out(Slot())
+        return
+    call.set_out(matmul_slot(call, sa, sb, len(call.out_shape), call.name))
+
+
+def _swap_last(s: Slot) -> Slot:
+    if s.ids is None:
+        return s
+    return Slot(np.swapaxes(s.ids, -1, -2), np.swapaxes(s.zero, -1, -2))
+
+
+@register("sdpa", "contraction", [F.scaled_dot_product_attention])
+def _sdpa(call):
+    q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
+    mask = call.arg(3, "attn_mask")
+    if call.node.kwargs.get("enable_gqa"):
+        for x in (q, k, v):
+            call.pin_slot(call.slot(x), f"{call.name} uses grouped-query attention")
+        call.set_out(Slot())
+        return
+    call.pin_slot(call.slot(mask), f"is the attention mask of {call.name}")
+    nd = len(call.out_shape)
+    scores = matmul_slot(call, call.slot(q), _swap_last(call.slot(k)), nd, call.name)
+    if scores.ids is not None:
+        scores = Slot(scores.ids, np.zeros(scores.ids.shape, bool))  # softmax(0) is not 0
+    call.set_out(matmul_slot(call, scores, call.slot(v), nd, call.name))

@@ -1,0 +1,61 @@
+"""Dimension slots of one tensor value.
+
+A :class:`Slot` says, for every position of a tensor, which element (parameter slice) it belongs
+to. ``ids`` has the tensor's rank; along an axis that carries no channel structure it has size 1
+(broadcast). ``-1`` marks positions owned by no element (they are never removed). ``zero`` tells,
+per position, whether the value there is exactly zero once the owning unit is zeroed.
+
+``pax`` is set for values that are a parameter seen directly (``get_attr``): one element array
+per axis, so a parameter joined with an activation becomes a member of that activation's space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Slot", "compress", "expand_full", "moveaxis", "varying_axes"]
+
+
+@dataclass
+class Slot:
+    ids: np.ndarray | None = None
+    zero: np.ndarray | None = None
+    pax: tuple[np.ndarray | None, ...] | None = None
+    pnames: tuple[str, ...] = ()  # parameter names behind ``pax`` (for messages)
+
+    def __post_init__(self) -> None:
+        if self.ids is not None and self.zero is None:
+            self.zero = np.zeros(self.ids.shape, dtype=bool)
+
+    @property
+    def active(self) -> bool:
+        return self.ids is not None
+
+    def zero_or(self, default: bool) -> np.ndarray:
+        return self.zero if self.zero is not None else np.array(default)
+
+
+def varying_axes(ids: np.ndarray) -> list[int]:
+    return [a for a in range(ids.ndim) if ids.shape[a] > 1]
+
+
+def compress(ids: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink to size 1 every axis along which neither ``ids`` nor ``zero`` changes."""
+    zero = np.broadcast_to(zero, ids.shape) if zero.shape != ids.shape else zero
+    for a in range(ids.ndim):
+        if ids.shape[a] > 1:
+            first_i = np.take(ids, [0], axis=a)
+            first_z = np.take(zero, [0], axis=a)
+            if (ids == first_i).all() and (zero == first_z).all():
+                ids, zero = first_i, first_z
+    return np.ascontiguousarray(ids), np.ascontiguousarray(zero)
+
+
+def expand_full(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(arr, shape)
+
+
+def moveaxis(arr: np.ndarray, src, dst) -> np.ndarray:
+    return np.moveaxis(arr, src, dst)

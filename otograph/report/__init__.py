@@ -1,0 +1,1 @@
+"""Reports: tables of groups, parameters, FLOPs and latency."""

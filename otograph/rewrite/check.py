@@ -1,0 +1,41 @@
+"""Self-check of a compact model: every value has the shape the plan promises."""
+
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from otograph.errors import RewriteError
+from otograph.rewrite.plan import Plan
+from otograph.trace.fx import META, TensorInfo, Traced, eval_mode
+
+__all__ = ["check_shapes"]
+
+
+class _ShapeCheck(fx.Interpreter):
+    def __init__(self, gm, expected):
+        super().__init__(gm)
+        self.expected = expected
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        want = self.expected.get(n.name)
+        if want is not None and isinstance(out, torch.Tensor) and tuple(out.shape) != want:
+            raise RewriteError(f"compact model: {n.format_node()} has shape {tuple(out.shape)}, "
+                               f"expected {want}. This is a bug in otograph; please report it.")
+        return out
+
+
+@torch.no_grad()
+def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan) -> None:
+    expected = {}
+    for node in traced.gm.graph.nodes:
+        info = node.meta.get(META)
+        if isinstance(info, TensorInfo):
+            expected[node.name] = plan.new_shape(node, info.shape)
+    placeholders = [n for n in compact.graph.nodes if n.op == "placeholder"]
+    args = list(traced.args)
+    for n in placeholders[len(args):]:
+        args.append(traced.kwargs[n.target] if n.target in traced.kwargs else n.args[0])
+    with eval_mode(compact):
+        _ShapeCheck(compact, expected).run(*args)

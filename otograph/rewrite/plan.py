@@ -1,0 +1,78 @@
+"""The plan: which positions every parameter and every value keeps. Pure data, no graph edits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch.fx as fx
+
+from otograph.analysis.engine import _slots_of
+from otograph.analysis.slots import Slot
+from otograph.analysis.space import SearchSpace
+from otograph.errors import RewriteError
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass
+class Plan:
+    """Kept indices per ``(param, axis)`` and kept-position masks per value axis."""
+
+    params: dict[tuple[str, int], np.ndarray]          # only axes that shrink
+    values: dict[fx.Node, list[dict[int, np.ndarray]]]  # per output slot: axis -> keep mask
+    removed: dict[str, list[int]]
+
+    def keep(self, node: fx.Node, i: int = 0) -> dict[int, np.ndarray]:
+        v = self.values.get(node)
+        return v[i] if v and i < len(v) else {}
+
+    def new_shape(self, node: fx.Node, shape: tuple[int, ...], i: int = 0) -> tuple[int, ...]:
+        k = self.keep(node, i)
+        return tuple(int(k[a].sum()) if a in k else n for a, n in enumerate(shape))
+
+
+def _value_keep(s: Slot, gone: np.ndarray) -> dict[int, np.ndarray]:
+    if s.ids is None:
+        return {}
+    g = np.where(s.ids >= 0, gone[np.maximum(s.ids, 0)], False)
+    out = {}
+    for a in range(s.ids.ndim):
+        if s.ids.shape[a] > 1:
+            keep = ~np.moveaxis(g, a, 0).reshape(s.ids.shape[a], -1).all(1)
+            if not keep.all():
+                out[a] = keep
+    return out
+
+
+def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
+    res = space.analysis
+    removed: dict[str, list[int]] = {}
+    comps = []
+    for gid, us in units.items():
+        g = space.group(gid)
+        us = sorted({int(u) for u in us})
+        if not us:
+            continue
+        if not g.prunable:
+            raise RewriteError(f"group {gid!r} is not prunable ({g.reason}); it cannot be removed")
+        if us[0] < 0 or us[-1] >= g.num_units:
+            raise RewriteError(f"group {gid!r} has units 0…{g.num_units - 1}; got {us}")
+        if len(us) == g.num_units:
+            raise RewriteError(f"removing all {g.num_units} units of group {gid!r} would leave an empty "
+                               f"tensor; keep at least one unit")
+        removed[gid] = us
+        comps.extend(res.unit_comp[(gid, u)] for u in us)
+    gone = res.removed_mask(np.asarray(comps, np.int64)) if comps else np.zeros(res.labels.shape, bool)
+    params = {}
+    for (name, axis), e in res.analysis.table.entries.items():
+        keep = ~gone[e.ids]
+        if not keep.all():
+            params[(name, axis)] = np.nonzero(keep)[0]
+    values = {}
+    for node, v in res.analysis.slots.items():
+        ks = [_value_keep(s, gone) for s in _slots_of(v)] if not isinstance(v, Slot) else [_value_keep(v, gone)]
+        if any(ks):
+            values[node] = ks
+    return Plan(params, values, removed)

@@ -1,0 +1,267 @@
+"""Build the compact ``GraphModule``: slice parameters, fix module attributes and shape constants.
+
+The original model is never touched: parameters are copied, the graph is copied, and every size
+that the code carries (view/reshape/expand shapes, split sizes, slice bounds, attention scale)
+is rewritten from the plan. Operands that no unit owns but that meet a shrinking axis (graph
+inputs, buffers, constants) are gathered with ``index_select`` at run time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from otograph.analysis.rules.registry import default_registry
+from otograph.errors import RewriteError
+from otograph.rewrite.modules import resize_module
+from otograph.rewrite.plan import Plan
+from otograph.trace.fx import META, TensorInfo
+
+__all__ = ["shrink"]
+
+_JOIN_KINDS = {"add", "mul", "div", "where", "masked_fill", "cat", "matmul"}
+_SHAPE_ARGS = {"view", "reshape", "expand"}
+
+
+def _tensors_by_id(root: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    where: dict[int, list[tuple[nn.Module, str]]] = {}
+    for mod in root.modules():
+        for name, t in list(mod._parameters.items()) + list(mod._buffers.items()):
+            if t is not None:
+                where.setdefault(id(t), []).append((mod, name))
+    return where
+
+
+def _slice_tensors(root: nn.Module, plan: Plan) -> None:
+    named = dict(root.named_parameters(remove_duplicate=False))
+    named.update(dict(root.named_buffers(remove_duplicate=False)))
+    where = _tensors_by_id(root)
+    by_name: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for (name, axis), keep in plan.params.items():
+        by_name.setdefault(name, []).append((axis, keep))
+    for name, cuts in by_name.items():
+        t = named[name]
+        new = t.detach()
+        for axis, keep in cuts:
+            new = new.index_select(axis, torch.as_tensor(keep, device=t.device))
+        new = new.clone()
+        repl = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+        for mod, attr in where[id(t)]:
+            if attr in mod._parameters:
+                mod._parameters[attr] = repl
+            else:
+                mod._buffers[attr] = repl
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    info = node.meta.get(META) if isinstance(node, fx.Node) else None
+    return info.shape if isinstance(info, TensorInfo) else None
+
+
+class _Builder:
+    def __init__(self, gm: fx.GraphModule, root: nn.Module, plan: Plan):
+        self.old, self.root, self.plan = gm, root, plan
+        self.graph = fx.Graph()
+        self.env: dict[fx.Node, fx.Node] = {}
+        self.n_keep = 0
+        self.modules = dict(gm.named_modules())
+
+    def keep_index(self, keep: np.ndarray) -> fx.Node:
+        name = f"_otograph_keep_{self.n_keep}"
+        self.n_keep += 1
+        self.root.register_buffer(name, torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long))
+        return self.graph.get_attr(name)
+
+    def run(self) -> fx.Graph:
+        reg = default_registry()
+        for node in self.old.graph.nodes:
+            new = self.graph.node_copy(node, lambda n: self.env[n])
+            new.meta = dict(node.meta)
+            self.env[node] = new
+            kind = reg.kind_of(node, self.modules) if node.op.startswith("call") else None
+            if kind in _JOIN_KINDS:
+                self.align_foreign(node, new, kind)
+            self.fix_sizes(node, new, kind)
+        return self.graph
+
+    # ---- operands no unit owns ------------------------------------------------------------
+    def align_foreign(self, node: fx.Node, new: fx.Node, kind: str) -> None:
+        out_shape = _shape(node)
+        if out_shape is None:
+            return
+        keep = self.plan.keep(node)
+        if kind == "cat":
+            axis = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) % len(out_shape)
+            operands = list(node.args[0])
+        elif kind == "matmul":
+            self.align_matmul(node, new)
+            return
+        else:
+            axis = None
+            operands = [a for a in list(node.args) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
+        for x in operands:
+            shp = _shape(x)
+            if shp is None or self._is_param(x):
+                continue
+            off = len(out_shape) - len(shp)
+            own = self.plan.keep(x)
+            cur = self.env[x]
+            for a, k in keep.items():
+                if a == axis or a < off or shp[a - off] == 1 or (a - off) in own:
+                    continue
+                idx = self.keep_index(k)
+                with self.graph.inserting_before(new):
+                    cur = self.graph.call_function(torch.index_select, (cur, a - off, idx))
+            if cur is not self.env[x]:
+                new.replace_input_with(self.env[x], cur)
+
+    def align_matmul(self, node: fx.Node, new: fx.Node) -> None:
+        a, b = node.args[0], node.args[1]
+        for x, other, k_axis in ((a, b, -1), (b, a, -2)):
+            if not isinstance(x, fx.Node) or self.plan.keep(x) or not isinstance(other, fx.Node):
+                continue
+            ok = self.plan.keep(other)
+            o_axis = (len(_shape(other)) + (-2 if k_axis == -1 else -1))
+            if o_axis in ok:
+                idx = self.keep_index(ok[o_axis])
+                with self.graph.inserting_before(new):
+                    g = self.graph.call_function(torch.index_select, (self.env[x], len(_shape(x)) + k_axis, idx))
+                new.replace_input_with(self.env[x], g)
+
+    def _is_param(self, x: fx.Node) -> bool:
+        return x.op == "get_attr" and isinstance(self._attr(x.target), nn.Parameter)
+
+    def _attr(self, target: str):
+        obj = self.old
+        for p in target.split("."):
+            obj = getattr(obj, p)
+        return obj
+
+    # ---- sizes carried by the code ----------------------------------------------------------
+    def fix_sizes(self, node: fx.Node, new: fx.Node, kind: str | None) -> None:
+        tgt = node.target
+        name = tgt if isinstance(tgt, str) else getattr(tgt, "__name__", "")
+        if node.op == "call_method" and name in _SHAPE_ARGS or tgt is torch.reshape:
+            self._fix_shape_args(node, new)
+        elif kind == "split":
+            self._fix_split(node, new, name)
+        elif tgt is operator.getitem and _shape(node.args[0]) is not None:
+            self._fix_getitem(node, new)
+        elif kind == "narrow" and self.plan.keep(node.args[0]):
+            raise RewriteError(f"cannot rewrite {node.format_node()} over a shrinking axis")
+        elif tgt is F.scaled_dot_product_attention:
+            q = node.args[0]
+            qk = self.plan.keep(q)
+            if len(_shape(q)) - 1 in qk and new.kwargs.get("scale") is None:
+                new.kwargs = {**new.kwargs, "scale": 1.0 / math.sqrt(_shape(q)[-1])}
+        elif kind == "reshape" and name == "unflatten":
+            raise RewriteError(f"unflatten over a shrinking axis is not supported: {node.format_node()}")
+
+    def _fix_shape_args(self, node: fx.Node, new: fx.Node) -> None:
+        shape = _shape(node)
+        keep = self.plan.keep(node)
+        if shape is None or not keep:
+            return
+        new_shape = self.plan.new_shape(node, shape)
+        args = list(new.args[1:])
+        packed = len(args) == 1 and isinstance(args[0], (tuple, list))
+        sizes = list(args[0]) if packed else args
+        if len(sizes) != len(shape):
+            raise RewriteError(f"cannot match the shape arguments of {node.format_node()}")
+        for a in keep:
+            if isinstance(sizes[a], int) and sizes[a] != -1:
+                sizes[a] = new_shape[a]
+            elif isinstance(sizes[a], fx.Node):
+                # a size computed at run time from a tensor that shrinks is already right
+                continue
+        new.args = (new.args[0], tuple(sizes)) if packed else (new.args[0], *sizes)
+
+    def _fix_split(self, node: fx.Node, new: fx.Node, name: str) -> None:
+        x = node.args[0]
+        xk = self.plan.keep(x)
+        if not xk:
+            return
+        outs = node.meta[META]
+        nd = len(_shape(x))
+        if name == "unbind":
+            dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) % nd
+            if dim in xk:
+                raise RewriteError(f"unbind over a shrinking axis: {node.format_node()}")
+            return
+        dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0) % nd
+        if dim not in xk:
+            return
+        k = xk[dim]
+        sizes, start = [], 0
+        for t in outs:
+            n = t.shape[dim]
+            sizes.append(int(k[start:start + n].sum()))
+            start += n
+        if any(s == 0 for s in sizes):
+            raise RewriteError(f"a piece of {node.format_node()} would be empty")
+        new.target = torch.split if node.op == "call_function" else "split"
+        new.args = (new.args[0], sizes, dim)
+        new.kwargs = {}
+
+    def _fix_getitem(self, node: fx.Node, new: fx.Node) -> None:
+        x, idx = node.args
+        xk = self.plan.keep(x)
+        if not xk:
+            return
+        shape = _shape(x)
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+        if Ellipsis in idx:
+            k = idx.index(Ellipsis)
+            idx = idx[:k] + (slice(None),) * (len(shape) - n_real) + idx[k + 1:]
+        out, ax = [], 0
+        for i in idx:
+            if i is None:
+                out.append(i)
+                continue
+            if ax in xk and not (isinstance(i, slice) and i == slice(None)):
+                keep = xk[ax]
+                rank = np.cumsum(keep) - 1
+                if isinstance(i, int):
+                    j = i % shape[ax]
+                    if not keep[j]:
+                        raise RewriteError(f"{node.format_node()} selects a removed position")
+                    i = int(rank[j])
+                elif isinstance(i, slice) and (i.step in (None, 1)):
+                    lo, hi, _ = i.indices(shape[ax])
+                    i = slice(int(keep[:lo].sum()), int(keep[:hi].sum()))
+                else:
+                    raise RewriteError(f"cannot rewrite the index of {node.format_node()}")
+            out.append(i)
+            ax += 1
+        new.args = (new.args[0], tuple(out) if len(out) != 1 else out[0])
+
+
+def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> fx.GraphModule:
+    """A new compact GraphModule; ``gm`` and ``model`` are left untouched."""
+    root = copy.deepcopy(gm)
+    src = dict(model.named_parameters(remove_duplicate=False))
+    src.update(dict(model.named_buffers(remove_duplicate=False)))
+    with torch.no_grad():
+        for name, t in list(root.named_parameters(remove_duplicate=False)) + list(
+                root.named_buffers(remove_duplicate=False)):
+            s = src.get(name)
+            if s is not None and s.shape == t.shape:
+                t.copy_(s)
+    _slice_tensors(root, plan)
+    for name, mod in root.named_modules():
+        resize_module(mod)
+    graph = _Builder(gm, root, plan).run()
+    out = fx.GraphModule(root, graph, type(model).__name__ + "Compact")
+    out.graph.eliminate_dead_code()
+    out.recompile()
+    return out
