@@ -1,0 +1,76 @@
+"""Two gloo processes under DDP prune identically, and like one process on the global batch."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from _hesso_spaces import MLP, mlp_space
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from hesso import HESSO
+
+STEPS, GLOBAL_BATCH = 16, 16
+
+
+def make():
+    torch.manual_seed(0)
+    model = MLP(h1=8, h2=8)
+    return model
+
+
+def optimizer(model, space):
+    return HESSO(model, space, variant="adam", lr=1e-2, target_group_sparsity=0.5, start_pruning_step=2,
+                 pruning_steps=8, pruning_periods=2)
+
+
+def batch(k):
+    g = torch.Generator().manual_seed(k)
+    return torch.randn(GLOBAL_BATCH, 6, generator=g), torch.randint(0, 3, (GLOBAL_BATCH,), generator=g)
+
+
+def _worker(rank: int, world: int, path: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{path}/rendezvous", rank=rank, world_size=world)
+    try:
+        model = make()
+        space = mlp_space(model)
+        ddp = DDP(model)
+        opt = optimizer(ddp, space)
+        half = GLOBAL_BATCH // world
+        for k in range(STEPS):
+            x, y = batch(k)
+            x, y = x[rank * half:(rank + 1) * half], y[rank * half:(rank + 1) * half]
+            opt.zero_grad()
+            nn.functional.cross_entropy(ddp(x), y).backward()
+            opt.step()
+        torch.save({"params": {n: p.detach() for n, p in model.named_parameters()},
+                    "status": opt._status, "pruned": opt.pruned_units}, os.path.join(path, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_match_each_other_and_single_process(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert torch.equal(r0["status"], r1["status"]) and r0["pruned"] == r1["pruned"]
+    assert sum(map(len, r0["pruned"].values())) == 8
+    for n in r0["params"]:
+        assert torch.equal(r0["params"][n], r1["params"][n]), n
+
+    model = make()
+    space = mlp_space(model)
+    opt = optimizer(model, space)
+    for k in range(STEPS):
+        x, y = batch(k)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert opt.pruned_units == r0["pruned"]
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), r0["params"][n], atol=1e-5, rtol=1e-4)
+    assert space.zero_units(model) == r0["pruned"]
