@@ -23,6 +23,7 @@ class Plan:
     params: dict[tuple[str, int], np.ndarray]          # only axes that shrink
     values: dict[fx.Node, list[dict[int, np.ndarray]]]  # per output slot: axis -> keep mask
     removed: dict[str, list[int]]
+    param_values: frozenset = frozenset()  # values that are parameters seen directly (sliced in place)
 
     def keep(self, node: fx.Node, i: int = 0) -> dict[int, np.ndarray]:
         v = self.values.get(node)
@@ -34,6 +35,8 @@ class Plan:
 
 
 def _value_keep(s: Slot, gone: np.ndarray) -> dict[int, np.ndarray]:
+    if s.pax is not None:
+        return {a: ~gone[p] for a, p in enumerate(s.pax) if p is not None and gone[p].any()}
     if s.ids is None:
         return {}
     g = np.where(s.ids >= 0, gone[np.maximum(s.ids, 0)], False)
@@ -75,4 +78,5 @@ def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
         ks = [_value_keep(s, gone) for s in _slots_of(v)] if not isinstance(v, Slot) else [_value_keep(v, gone)]
         if any(ks):
             values[node] = ks
-    return Plan(params, values, removed)
+    pvals = frozenset(n for n, s in res.analysis.slots.items() if isinstance(s, Slot) and s.pax is not None)
+    return Plan(params, values, removed, pvals)

@@ -109,7 +109,7 @@ class _Builder:
             operands = [a for a in list(node.args) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
         for x in operands:
             shp = _shape(x)
-            if shp is None or self._is_param(x):
+            if shp is None or x in self.plan.param_values:
                 continue
             off = len(out_shape) - len(shp)
             own = self.plan.keep(x)
@@ -117,9 +117,8 @@ class _Builder:
             for a, k in keep.items():
                 if a == axis or a < off or shp[a - off] == 1 or (a - off) in own:
                     continue
-                idx = self.keep_index(k)
                 with self.graph.inserting_before(new):
-                    cur = self.graph.call_function(torch.index_select, (cur, a - off, idx))
+                    cur = self.graph.call_function(torch.index_select, (cur, a - off, self.keep_index(k)))
             if cur is not self.env[x]:
                 new.replace_input_with(self.env[x], cur)
 
@@ -131,19 +130,10 @@ class _Builder:
             ok = self.plan.keep(other)
             o_axis = (len(_shape(other)) + (-2 if k_axis == -1 else -1))
             if o_axis in ok:
-                idx = self.keep_index(ok[o_axis])
                 with self.graph.inserting_before(new):
+                    idx = self.keep_index(ok[o_axis])
                     g = self.graph.call_function(torch.index_select, (self.env[x], len(_shape(x)) + k_axis, idx))
                 new.replace_input_with(self.env[x], g)
-
-    def _is_param(self, x: fx.Node) -> bool:
-        return x.op == "get_attr" and isinstance(self._attr(x.target), nn.Parameter)
-
-    def _attr(self, target: str):
-        obj = self.old
-        for p in target.split("."):
-            obj = getattr(obj, p)
-        return obj
 
     # ---- sizes carried by the code ----------------------------------------------------------
     def fix_sizes(self, node: fx.Node, new: fx.Node, kind: str | None) -> None:
@@ -177,11 +167,10 @@ class _Builder:
         if len(sizes) != len(shape):
             raise RewriteError(f"cannot match the shape arguments of {node.format_node()}")
         for a in keep:
-            if isinstance(sizes[a], int) and sizes[a] != -1:
+            # channel sizes are static: a size computed at run time (x.shape[2]) may come from a
+            # tensor that does not shrink, so it is replaced by the constant as well
+            if sizes[a] != -1:
                 sizes[a] = new_shape[a]
-            elif isinstance(sizes[a], fx.Node):
-                # a size computed at run time from a tensor that shrinks is already right
-                continue
         new.args = (new.args[0], tuple(sizes)) if packed else (new.args[0], *sizes)
 
     def _fix_split(self, node: fx.Node, new: fx.Node, name: str) -> None:

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine, then run the test suite. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+.venv/bin/ruff check otograph hesso tests tools
+.venv/bin/python -m pytest -q --doctest-modules otograph tests "$@"

@@ -1,0 +1,66 @@
+"""The exactness invariant on our own tricky topologies, plus traps that must stay unprunable."""
+
+import pytest
+import torch
+
+import otograph
+from otograph.testing import check_exact
+from tests.tricky_models import TRAPS, TRICKY
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_after_random_pruning(name, seed):
+    cls, make = TRICKY[name]
+    torch.manual_seed(seed)
+    model = cls().eval()
+    res = check_exact(model, make(), make(), fraction=0.3, seed=seed)
+    assert res.space.prunable_groups, f"{name}: nothing prunable"
+    assert res.units, f"{name}: no units were removed"
+    v = res.verification
+    assert v.exact, f"{name}: max|Δ| = {v.max_abs} (max|y| = {v.max_ref})"
+    assert v.params_after == res.expected_params
+    assert v.params_after < v.params_before
+
+
+@pytest.mark.parametrize("name", sorted(TRAPS))
+def test_traps_stay_unprunable(name):
+    cls, make, gid, word = TRAPS[name]
+    space = otograph.search_space(cls().eval(), make())
+    g = space.group(gid)
+    assert not g.prunable
+    assert word.lower() in g.reason.lower(), g.reason
+
+
+def test_attention_units_are_heads():
+    from tests.tricky_models import HandAttention
+
+    space = otograph.search_space(HandAttention().eval(), torch.randn(2, 5, 24))
+    qkv = space.group("qkv")
+    assert qkv.prunable and qkv.num_units == 4  # 4 heads, each with q, k and v rows
+    rows = next(m for m in qkv.members if m.param == "qkv.weight" and m.axis == 0)
+    assert sorted(rows.indices(0)) == list(range(0, 6)) + list(range(24, 30)) + list(range(48, 54))
+    for name in ("q2", "k2", "v2"):
+        assert any(m.param == f"{name}.weight" for m in space.group("q2").members)
+
+
+def test_glu_gate_and_up_are_one_unit():
+    from tests.tricky_models import GLUGate
+
+    space = otograph.search_space(GLUGate().eval(), torch.randn(2, 3, 6))
+    g = space.group("gate_up")
+    assert g.prunable and g.num_units == 16
+    rows = next(m for m in g.members if m.param == "gate_up.weight" and m.axis == 0)
+    assert rows.indices(3) == [3, 19]
+    w13 = space.group("w1")
+    assert {m.param for m in w13.members} >= {"w1.weight", "w3.weight", "w2.weight"}
+
+
+def test_grouped_conv_units_are_whole_groups():
+    from tests.tricky_models import GroupedConv
+
+    space = otograph.search_space(GroupedConv().eval(), torch.randn(1, 3, 8, 8))
+    g = space.group("c1.0")  # conv1's channels are tied to the 4 conv groups of g
+    assert g.prunable and g.num_units == 4
+    out_rows = next(m for m in g.members if m.param == "g.0.weight" and m.axis == 0)
+    assert out_rows.indices(1) == list(range(6, 12))

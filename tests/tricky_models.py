@@ -1,0 +1,277 @@
+"""Tiny topologies that stress the analysis, one per tricky pattern. Each: (model, input builder)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def cbr(cin, cout, k=3, groups=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class NestedConcat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = cbr(3, 6), cbr(3, 5), cbr(11, 4)
+        self.head = nn.Conv2d(6 + 5 + 4 + 11, 7, 1)
+
+    def forward(self, x):
+        ab = torch.cat([self.a(x), self.b(x)], 1)
+        abc = torch.cat([ab, self.c(ab)], dim=1)
+        return self.head(torch.cat([abc, ab], 1)).mean((2, 3))
+
+
+class SplitAdd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.post = cbr(3, 12), cbr(6, 8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = self.stem(x)
+        a, b = torch.split(y, 6, dim=1)
+        return self.fc(self.post(a + b).mean((2, 3)))
+
+
+class FlattenLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = cbr(3, 8), cbr(3, 6)
+        self.fc1 = nn.Linear(8 * 4 * 4, 5)
+        self.fc2 = nn.Linear(6 * 4 * 4, 5)
+
+    def forward(self, x):
+        a = torch.flatten(self.c1(x), 1)
+        b = self.c2(x)
+        b = b.view(b.size(0), -1)
+        return self.fc1(a) + self.fc2(b)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = cbr(3, 16)
+        self.fc1, self.fc2 = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+        self.out = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(y, 1)))))
+        return self.out(y * s)
+
+
+class DepthwiseSeparable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.dw = cbr(3, 12), cbr(12, 12, groups=12)
+        self.dw2 = nn.Conv2d(12, 24, 3, padding=1, groups=12)  # channel multiplier 2
+        self.pw = nn.Conv2d(24, 4, 1)
+
+    def forward(self, x):
+        return self.pw(F.relu6(self.dw2(self.dw(self.c(x)))))
+
+
+class GroupedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.g = cbr(3, 16), cbr(16, 24, groups=4)
+        self.gn = nn.GroupNorm(4, 24)
+        self.out = nn.Conv2d(24, 4, 1)
+
+    def forward(self, x):
+        return self.out(F.silu(self.gn(self.g(self.c1(x)))))
+
+
+class WeightSharing(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.shared, self.out = cbr(3, 8), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+        self.tied_a, self.tied_b = nn.Linear(4, 10), nn.Linear(10, 4)
+        self.tied_c = nn.Linear(4, 10)
+        self.tied_c.weight = self.tied_a.weight  # the same Parameter under two names
+
+    def forward(self, x):
+        y = F.relu(self.shared(F.relu(self.shared(self.c(x)))))
+        z = self.out(y).mean((2, 3))
+        return self.tied_b(F.relu(self.tied_a(z)) + F.relu(self.tied_c(z)))
+
+
+class MultiIO(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = cbr(3, 8), nn.Linear(5, 12)
+        self.fa, self.fb, self.fab = nn.Linear(8, 3), nn.Linear(12, 2), nn.Linear(12, 8)
+
+    def forward(self, img, vec):
+        y = self.a(img).mean((2, 3))
+        h = F.gelu(self.b(vec))
+        return self.fa(y + self.fab(h)), self.fb(h)
+
+
+class HandAttention(nn.Module):
+    def __init__(self, d=24, heads=4):
+        super().__init__()
+        self.h, self.dh = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.q2, self.k2, self.v2 = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.proj, self.proj2 = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.dh)
+        y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
+        x = x + self.proj(y)
+        q = self.q2(x).view(B, N, self.h, self.dh).transpose(1, 2)
+        k = self.k2(x).view(B, N, self.h, self.dh).transpose(1, 2)
+        v = self.v2(x).view(B, N, self.h, self.dh).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).contiguous().view(B, N, C)
+        return self.proj2(y)
+
+
+class Linear3DHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 16)
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16, bias=True)
+        self.head = nn.Linear(16, 7)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        return self.head(F.gelu(self.fc2(F.gelu(self.fc1(h)))))
+
+
+class TransposeConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down, self.up = cbr(3, 8), nn.ConvTranspose2d(8, 6, 2, stride=2)
+        self.upg = nn.ConvTranspose2d(6, 8, 3, padding=1, groups=2)
+        self.bn, self.out = nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = F.interpolate(self.down(x), scale_factor=0.5)
+        return self.out(F.relu(self.bn(self.upg(F.relu(self.up(y))))))
+
+
+class GLUGate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.gate_up, self.down = nn.Linear(6, 10), nn.Linear(10, 32), nn.Linear(16, 10)
+        self.w1, self.w3, self.w2 = nn.Linear(10, 12, bias=False), nn.Linear(10, 12, bias=False), nn.Linear(12, 4)
+
+    def forward(self, x):
+        h = F.relu(self.inp(x))
+        a, b = self.gate_up(h).chunk(2, dim=-1)
+        h = h + self.down(F.silu(a) * b)
+        return self.w2(F.silu(self.w1(h)) * self.w3(h))
+
+
+class FreeParams(nn.Module):
+    """ConvNeXt-style layer scale, ViT-style class token and position embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.c2 = cbr(3, 8), nn.Conv2d(8, 8, 1)
+        self.scale = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+        self.proj = nn.Linear(8, 12)
+        self.cls = nn.Parameter(torch.randn(1, 1, 12))
+        self.pos = nn.Parameter(torch.randn(1, 17, 12))
+        self.mlp1, self.mlp2, self.head = nn.Linear(12, 20), nn.Linear(20, 12), nn.Linear(12, 3)
+
+    def forward(self, x):
+        y = self.c(x)
+        y = y + self.scale * self.c2(y)
+        t = self.proj(y.flatten(2).transpose(1, 2))
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1) + self.pos
+        t = t + self.mlp2(F.gelu(self.mlp1(t)))
+        return self.head(t[:, 0])
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = cbr(3, 8), cbr(8, 8), nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        B, C, H, W = y.shape
+        y = y.view(B, 2, C // 2, H, W).transpose(1, 2).contiguous().view(B, C, H, W)
+        return self.out(self.b(y) + y)
+
+
+class Convs1d3d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn1 = nn.Conv1d(4, 8, 3), nn.BatchNorm1d(8)
+        self.c2, self.in3 = nn.Conv1d(8, 6, 1), nn.InstanceNorm1d(6, affine=True)
+        self.c3 = nn.Conv3d(1, 5, 3)
+        self.bn3 = nn.BatchNorm3d(5)
+        self.fc = nn.Linear(6 + 5, 2)
+
+    def forward(self, x, v):
+        a = self.in3(self.c2(F.relu(self.bn1(self.c1(x))))).amax(-1)
+        b = F.max_pool3d(F.relu(self.bn3(self.c3(v))), 2).mean((2, 3, 4))
+        return self.fc(torch.cat([a, b], -1))
+
+
+# ---- traps: these spaces must stay unprunable -------------------------------------------------
+class TrapSoftmax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.b(torch.softmax(self.a(x), dim=1))
+
+
+class TrapMean(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        return self.b(y - y.mean(dim=1, keepdim=True))
+
+
+class TrapLayerNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.ln, self.b = nn.Linear(5, 8), nn.LayerNorm(8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(self.ln(self.a(x)))
+
+
+def img(b=2, c=3, s=16):
+    return lambda: torch.randn(b, c, s, s)
+
+
+TRICKY = {
+    "nested_concat": (NestedConcat, img()),
+    "split_add": (SplitAdd, img()),
+    "flatten_linear": (FlattenLinear, img(s=4)),
+    "squeeze_excite": (SqueezeExcite, img()),
+    "depthwise_separable": (DepthwiseSeparable, img()),
+    "grouped_conv": (GroupedConv, img()),
+    "weight_sharing": (WeightSharing, img()),
+    "multi_io": (MultiIO, lambda: (torch.randn(2, 3, 8, 8), torch.randn(2, 5))),
+    "hand_attention": (HandAttention, lambda: torch.randn(2, 5, 24)),
+    "linear_3d_head": (Linear3DHead, lambda: torch.randint(0, 20, (2, 6))),
+    "transpose_conv": (TransposeConv, img()),
+    "glu_gate": (GLUGate, lambda: torch.randn(2, 3, 6)),
+    "free_params": (FreeParams, img(s=4)),
+    "channel_shuffle": (ChannelShuffle, img()),
+    "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
+}
+
+TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain
+    "softmax_over_channels": (TrapSoftmax, img(), "a", "softmax"),
+    "mean_over_channels": (TrapMean, img(), "a", "reduced"),
+    "layernorm_over_channels": (TrapLayerNorm, lambda: torch.randn(2, 5), "a", "LayerNorm"),
+}
