@@ -7,10 +7,11 @@ import os
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _hesso_spaces import MLP, mlp_space
+from _hesso_spaces import MLP
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import otograph
 from hesso import HESSO
 
 STEPS, GLOBAL_BATCH = 16, 16
@@ -18,8 +19,8 @@ STEPS, GLOBAL_BATCH = 16, 16
 
 def make():
     torch.manual_seed(0)
-    model = MLP(h1=8, h2=8)
-    return model
+    model = MLP(h1=8, h2=8).double()
+    return model, otograph.search_space(model, torch.zeros(2, 6, dtype=torch.float64))
 
 
 def optimizer(model, space):
@@ -29,15 +30,14 @@ def optimizer(model, space):
 
 def batch(k):
     g = torch.Generator().manual_seed(k)
-    return torch.randn(GLOBAL_BATCH, 6, generator=g), torch.randint(0, 3, (GLOBAL_BATCH,), generator=g)
+    return torch.randn(GLOBAL_BATCH, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (GLOBAL_BATCH,), generator=g)
 
 
 def _worker(rank: int, world: int, path: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{path}/rendezvous", rank=rank, world_size=world)
     try:
-        model = make()
-        space = mlp_space(model)
+        model, space = make()
         ddp = DDP(model)
         opt = optimizer(ddp, space)
         half = GLOBAL_BATCH // world
@@ -47,8 +47,13 @@ def _worker(rank: int, world: int, path: str) -> None:
             opt.zero_grad()
             nn.functional.cross_entropy(ddp(x), y).backward()
             opt.step()
-        torch.save({"params": {n: p.detach() for n, p in model.named_parameters()},
-                    "status": opt._status, "pruned": opt.pruned_units}, os.path.join(path, f"rank{rank}.pt"))
+        out = {"params": {n: p.detach() for n, p in model.named_parameters()},
+               "status": opt._status, "pruned": opt.pruned_units}
+        if rank == 0:  # the compact model, built on rank 0 only
+            compact = otograph.compress(model, space)
+            v = otograph.verify(model, compact, batch(999)[0])
+            out.update(exact=v.exact, params_after=v.params_after, params_before=v.params_before)
+        torch.save(out, os.path.join(path, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -62,8 +67,9 @@ def test_ddp_two_ranks_match_each_other_and_single_process(tmp_path):
     for n in r0["params"]:
         assert torch.equal(r0["params"][n], r1["params"][n]), n
 
-    model = make()
-    space = mlp_space(model)
+    assert r0["exact"] and r0["params_after"] < r0["params_before"]
+
+    model, space = make()
     opt = optimizer(model, space)
     for k in range(STEPS):
         x, y = batch(k)
@@ -72,5 +78,5 @@ def test_ddp_two_ranks_match_each_other_and_single_process(tmp_path):
         opt.step()
     assert opt.pruned_units == r0["pruned"]
     for n, p in model.named_parameters():
-        torch.testing.assert_close(p.detach(), r0["params"][n], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(p.detach(), r0["params"][n], atol=1e-12, rtol=1e-10)
     assert space.zero_units(model) == r0["pruned"]
