@@ -27,12 +27,12 @@ class _ShapeCheck(fx.Interpreter):
 
 
 @torch.no_grad()
-def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan) -> None:
+def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan, names: dict[str, str]) -> None:
     expected = {}
     for node in traced.gm.graph.nodes:
         info = node.meta.get(META)
-        if isinstance(info, TensorInfo):
-            expected[node.name] = plan.new_shape(node, info.shape)
+        if isinstance(info, TensorInfo) and node.name in names:
+            expected[names[node.name]] = plan.new_shape(node, info.shape)
     placeholders = [n for n in compact.graph.nodes if n.op == "placeholder"]
     args = list(traced.args)
     for n in placeholders[len(args):]:

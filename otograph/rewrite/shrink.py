@@ -72,6 +72,7 @@ class _Builder:
         self.graph = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
         self.n_keep = 0
+        self.tuples: dict[fx.Node, tuple] = {}  # tuple-valued nodes replaced by several nodes
         self.modules = dict(gm.named_modules())
 
     def keep_index(self, keep: np.ndarray) -> fx.Node:
@@ -83,6 +84,9 @@ class _Builder:
     def run(self) -> fx.Graph:
         reg = default_registry()
         for node in self.old.graph.nodes:
+            if node.target is operator.getitem and node.args[0] in self.tuples:
+                self.env[node] = self.tuples[node.args[0]][node.args[1]]
+                continue
             new = self.graph.node_copy(node, lambda n: self.env[n])
             new.meta = dict(node.meta)
             self.env[node] = new
@@ -90,6 +94,9 @@ class _Builder:
             if kind in _JOIN_KINDS:
                 self.align_foreign(node, new, kind)
             self.fix_sizes(node, new, kind)
+            rule = reg.rules.get(kind) if kind else None
+            if rule is not None and rule.shrink is not None:
+                rule.shrink(self, node, new)
         return self.graph
 
     # ---- operands no unit owns ------------------------------------------------------------
@@ -235,8 +242,8 @@ class _Builder:
         new.args = (new.args[0], tuple(out) if len(out) != 1 else out[0])
 
 
-def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> fx.GraphModule:
-    """A new compact GraphModule; ``gm`` and ``model`` are left untouched."""
+def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> tuple[fx.GraphModule, dict[str, str]]:
+    """A new compact GraphModule and ``{old node name: new node name}``; inputs are left untouched."""
     root = copy.deepcopy(gm)
     src = dict(model.named_parameters(remove_duplicate=False))
     src.update(dict(model.named_buffers(remove_duplicate=False)))
@@ -249,8 +256,10 @@ def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> fx.GraphModule:
     _slice_tensors(root, plan)
     for name, mod in root.named_modules():
         resize_module(mod)
-    graph = _Builder(gm, root, plan).run()
+    builder = _Builder(gm, root, plan)
+    graph = builder.run()
+    names = {old.name: new.name for old, new in builder.env.items() if new is not None}
     out = fx.GraphModule(root, graph, type(model).__name__ + "Compact")
     out.graph.eliminate_dead_code()
     out.recompile()
-    return out
+    return out, names
