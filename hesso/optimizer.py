@@ -11,7 +11,9 @@ it and learning-rate schedulers, per-group weight decay and closures work unchan
   ``(D-t-1)/(D-t)`` (one gather and one ``_foreach_mul_``), reaching exactly zero at ``t = D-1``;
 * pruned units are held at exactly zero: their gradients are masked before the base step and
   their optimizer state was zeroed when they were committed, so every base variant leaves them
-  at zero (this masks ``p.grad`` in place for those slices).
+  at zero (this masks ``p.grad`` in place for those slices). Members the search space marks
+  ``grad_free`` (their gradient is exactly zero once the whole unit is zero, as for conv rows
+  feeding a zeroed norm) are not masked: that pass is the only per-step cost of holding.
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ class HESSO(torch.optim.Optimizer):
         if pruned.any():
             self._hold_factor = torch.ones(U + 1, dtype=torch.float64)
             self._hold_factor[:U][pruned] = 0
-            self._hold = UnitScaler(self.layout.slots_touching(pruned)).load(self._hold_factor)
+            held = self.layout.slots_touching(pruned, skip_grad_free=True)
+            self._hold = UnitScaler(held).load(self._hold_factor) if held else None
         redundant = self._status == REDUNDANT
         self._decay = None
         if redundant.any():

@@ -47,6 +47,9 @@ class Slot:
     tensor: torch.Tensor
     axis: int
     index: torch.Tensor  # (size,) long, on the tensor's device; U where no unit
+    #: every member behind this slot says its gradient is exactly zero once its unit is all zero
+    #: (e.g. conv rows feeding a norm whose gamma and beta are zero): no masking needed to hold it
+    grad_free: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,6 +89,7 @@ class UnitLayout:
 
         U = self.num_units
         by_key: dict[tuple[int, int], tuple[str, torch.Tensor, torch.Tensor]] = {}
+        grad_free: dict[tuple[int, int], bool] = {}
         for gi, g in enumerate(self.groups):
             base = int(self.offsets[gi])
             for m in g.members:
@@ -98,6 +102,7 @@ class UnitLayout:
                 key = (id(t), axis)
                 if key not in by_key:
                     by_key[key] = (m.param, t, torch.full((t.shape[axis],), U, dtype=torch.long))
+                grad_free[key] = grad_free.get(key, True) and bool(getattr(m, "grad_free", False))
                 index = by_key[key][2]
                 pos = m.positions.long().cpu()
                 if (index[pos] != U).any():
@@ -105,7 +110,7 @@ class UnitLayout:
                                      "already belong to another unit")
                 index[pos] = m.units.long().cpu() + base
         self.slots: list[Slot] = [
-            Slot(name, t, axis, index.to(t.device)) for (_, axis), (name, t, index) in by_key.items()
+            Slot(name, t, key[1], index.to(t.device), grad_free[key]) for key, (name, t, index) in by_key.items()
         ]
         size = torch.zeros(U + 1, dtype=torch.float64)
         for s in self.slots:
@@ -125,10 +130,11 @@ class UnitLayout:
             out.setdefault(self.groups[gi].id, []).append(u - int(self.offsets[gi]))
         return out
 
-    def slots_touching(self, mask: torch.Tensor) -> list[Slot]:
+    def slots_touching(self, mask: torch.Tensor, skip_grad_free: bool = False) -> list[Slot]:
         """Slots with at least one position in a unit where ``mask`` (``U`` bools) is set."""
         ext = torch.cat([mask.cpu(), torch.zeros(1, dtype=torch.bool)])
-        return [s for s in self.slots if bool(ext[s.index.cpu()].any())]
+        return [s for s in self.slots
+                if bool(ext[s.index.cpu()].any()) and not (skip_grad_free and s.grad_free)]
 
     def __repr__(self) -> str:
         return f"UnitLayout({len(self.groups)} groups, {self.num_units} units, {len(self.slots)} slots)"

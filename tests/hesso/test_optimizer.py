@@ -270,3 +270,27 @@ def test_metrics_and_summary():
     assert m["flops_removed"] == float(opt.layout.unit_flops[opt._status == 2].sum())
     s = opt.summary()
     assert "8/16 pruned (50.0%)" in s and "FLOPs removed" in s
+
+
+def test_grad_free_members_are_not_masked_and_still_held():
+    """Conv rows feeding a zeroed BN channel get exactly zero gradient: flagged, they skip the mask."""
+    torch.manual_seed(7)
+    model = CNN()
+    space = cnn_space(model)
+    for g in space.groups:
+        for m in g.members:
+            if m.param.startswith("conv") and m.param.endswith("weight") and m.axis == 0:
+                object.__setattr__(m, "grad_free", True)
+    opt = HESSO(model, space, variant="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
+                target_group_sparsity=0.5, start_pruning_step=1, pruning_steps=4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        x, y = torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 4, (8,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    held = {s.name for s in opt.layout.slots_touching(opt._status == 2, skip_grad_free=True)}
+    assert held == {"conv1.bias", "bn1.weight", "bn1.bias", "conv2.bias", "bn2.weight", "bn2.bias"} - {
+        n for n in ("conv1.bias", "bn1.weight", "bn1.bias") if "conv1" not in opt.pruned_units} - {
+        n for n in ("conv2.bias", "bn2.weight", "bn2.bias") if "conv2" not in opt.pruned_units}
+    assert space.zero_units(model) == opt.pruned_units and opt.metrics()["units_pruned"] == 7
