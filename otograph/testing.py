@@ -58,11 +58,26 @@ class ExactnessResult:
         return v.exact and v.params_after == self.expected_params
 
 
+@torch.no_grad()
+def _decorrelate(model: torch.nn.Module, seed: int) -> None:
+    """Give constant-initialised tensors (zero heads and biases, unit norms, BN statistics) random
+    values, so that a check cannot pass because some output is trivially constant."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if not t.is_floating_point() or t.numel() < 2:
+            continue
+        if name.endswith("running_var"):
+            t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5)
+        elif name.endswith("running_mean") or bool((t == t.flatten()[0]).all()):
+            t.add_(0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
+
+
 def check_exact(model: torch.nn.Module, example_inputs: Any, fresh_inputs: Any, *, fraction: float = 0.3,
                 seed: int = 0, space: SearchSpace | None = None, **space_options) -> ExactnessResult:
     """Zero ≥ ``fraction`` of every prunable group's units of a float64 copy of ``model``, compress
     it, and compare compact vs zeroed on ``fresh_inputs``."""
     ref = copy.deepcopy(model).double().eval()
+    _decorrelate(ref, seed)
     example_inputs, fresh_inputs = to_double(example_inputs), to_double(fresh_inputs)
     if space is None:
         space = search_space(ref, example_inputs, **space_options)

@@ -18,6 +18,7 @@ def test_exact_after_random_pruning(name, seed):
     assert res.space.prunable_groups, f"{name}: nothing prunable"
     assert res.units, f"{name}: no units were removed"
     v = res.verification
+    assert v.max_ref > 1e-3, "outputs are trivially zero: the check would be vacuous"
     assert v.exact, f"{name}: max|Δ| = {v.max_abs} (max|y| = {v.max_ref})"
     assert v.params_after == res.expected_params
     assert v.params_after < v.params_before

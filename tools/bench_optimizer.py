@@ -4,8 +4,9 @@
     python tools/bench_optimizer.py --models resnet50 --steps 20 --threads 2
     python tools/bench_optimizer.py --device cuda
 
-Both optimizers get the same parameters (two copies of one model) and the same gradients (one
-forward/backward, copied), and their ``step()`` calls alternate, so machine noise hits both alike.
+Both optimizers start from the same parameters (two copies of one model) and get the same
+gradients each step (a forward/backward of HESSO's model, copied), and their ``step()`` calls
+alternate, so machine noise hits both alike.
 Only ``step()`` is timed (synchronised on CUDA). Phases: *before* (pruning not started), *inside*
 (a pruning period: the decay runs every step; the period's first step also computes saliency and
 is reported apart) and *after* (pruned units held at zero). Ratios are medians over steps.
@@ -104,16 +105,37 @@ def build(name: str, device: str):
     raise SystemExit(f"unknown model {name!r}")
 
 
-def bench(name: str, steps: int, device: str) -> list[tuple]:
+def flag_conv_rows_grad_free(model: nn.Module, space) -> int:
+    """What-if: mark conv weight rows of groups that also hold a BatchNorm's affine as ``grad_free``.
+
+    Their gradient is exactly zero once gamma and beta of the channel are zero. The analysis, not
+    this tool, should set the flag; here it shows what the hold costs with it. Returns the count.
+    """
+    n = 0
+    for g in space.prunable_groups:
+        has_bn = any(isinstance(_owner(model, m.param), nn.BatchNorm2d) and m.role == "producer" for m in g.members)
+        for m in g.members:
+            if has_bn and m.role == "producer" and m.axis == 0 and isinstance(_owner(model, m.param), nn.Conv2d):
+                object.__setattr__(m, "grad_free", True)
+                n += 1
+    return n
+
+
+def _owner(model: nn.Module, param: str) -> nn.Module:
+    return model.get_submodule(param.rpartition(".")[0])
+
+
+def bench(name: str, steps: int, device: str, grad_free: bool = False) -> list[tuple]:
     torch.manual_seed(0)
     model, space, x, loss_fn, variant, hp, source = build(name, device)
+    if grad_free:
+        source += f", {flag_conv_rows_grad_free(model, space)} conv members grad_free"
     twin = copy.deepcopy(model)
     base = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[variant](twin.parameters(), **hp)
     opt = HESSO(model, space, variant=variant, **hp, target_group_sparsity=0.5, start_pruning_step=steps,
                 pruning_steps=steps, pruning_periods=1)
-    loss_fn(model(x)).backward()
-    grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    grads: list[torch.Tensor | None] = []
 
     def timed(o, params) -> float:
         for p, g in zip(params, grads, strict=True):
@@ -126,6 +148,9 @@ def bench(name: str, steps: int, device: str) -> list[tuple]:
 
     times: dict[str, list[tuple[float, float]]] = {"before": [], "period start": [], "inside": [], "after": []}
     for k in range(3 * steps):
+        opt.zero_grad()
+        loss_fn(model(x)).backward()  # real gradients of the (pruned) model, given to both
+        grads = [p.grad for p in model.parameters()]
         phase = "before" if k < steps else "after" if k >= 2 * steps else "inside"
         if k == steps:
             phase = "period start"
@@ -137,6 +162,7 @@ def bench(name: str, steps: int, device: str) -> list[tuple]:
             th = timed(opt, list(model.parameters()))
         times[phase].append((tb, th))
     assert opt.metrics()["units_pruned"] > 0
+    assert space.zero_units(model) == opt.pruned_units, "pruned units did not stay exactly zero"
     rows = []
     n_params = sum(p.numel() for p in model.parameters())
     for phase, ts in times.items():
@@ -154,11 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=30, help="timed steps per phase")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--grad-free", action="store_true",
+                    help="what-if: flag conv rows feeding a BatchNorm of the same unit as grad_free")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
-        rows += bench(name, args.steps, args.device)
+        rows += bench(name, args.steps, args.device, args.grad_free)
     head = ("model", "params", "units", "space", "base", "phase", "steps", "torch ms", "HESSO ms", "ratio")
     print(f"device: {args.device}, threads: {args.threads}, torch {torch.__version__}")
     print(" | ".join(head))

@@ -87,7 +87,7 @@ def _module_flops(traced) -> tuple[int, dict[str, int]]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.enable_grad(), counter:  # see count_flops: no fused fast paths
         traced.gm(*traced.args, **traced.kwargs)
     per = {}
     for mod, ops in counter.get_flop_counts().items():

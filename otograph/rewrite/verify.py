@@ -39,11 +39,15 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
 def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
+    """FLOPs of one forward pass (``torch.utils.flop_counter``), eval mode.
+
+    Runs with autograd enabled: fused inference fast paths (``nn.MultiheadAttention``'s) are
+    invisible to the FLOP counter, the regular path is not.
+    """
     args, kwargs = normalize_inputs(example_inputs)
     counter = FlopCounterMode(display=False)
-    with eval_mode(model), counter:
+    with eval_mode(model), counter, torch.enable_grad():
         model(*args, **kwargs)
     return int(counter.get_total_flops())
 

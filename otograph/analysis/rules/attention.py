@@ -83,7 +83,7 @@ def _mha_shrink(builder, node: fx.Node, new: fx.Node) -> None:
     g.erase_node(new)
     builder.env[node] = None
     builder.tuples[node] = (out, None)
-    m.num_heads = Hn  # the module is no longer called; keep its attributes truthful
+    builder.root.get_submodule(node.target).num_heads = Hn  # no longer called; keep it truthful
 
 
 @register("mha", "contraction", [nn.MultiheadAttention], shrink=_mha_shrink)
