@@ -36,9 +36,8 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
     if target <= 0:
         return torch.zeros(0, dtype=torch.long)
     scores, alive, cost = scores.cpu().double(), alive.cpu(), cost.cpu().double()
-    keys: list[float] = []
-    chunks: list[torch.Tensor] = []
-    for gi, d in enumerate(divisors):
+    ids_l, chunk_l, n_chunks = [], [], 0
+    for gi, d in enumerate(divisors):  # once per period: a loop over groups is fine here
         lo, hi = int(offsets[gi]), int(offsets[gi + 1])
         ids = torch.arange(lo, hi)[alive[lo:hi]]
         n = ids.numel()
@@ -46,28 +45,27 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
             continue
         ids = ids[torch.sort(scores[ids], stable=True).indices]
         first = n % d
-        bounds = ([first] if first else []) + list(range(first + d, n - d + 1, d))
-        start = 0
-        for b in bounds:
-            chunk = ids[start:b]
-            chunks.append(chunk)
-            keys.append(float(scores[chunk].max()))
-            start = b
-    if not chunks:
+        removable = n - d  # keep the last chunk of d
+        pos = torch.arange(removable)
+        local = torch.where(pos < first, 0, (pos - first) // d + (1 if first else 0))
+        ids_l.append(ids[:removable])
+        chunk_l.append(local + n_chunks)
+        n_chunks += int(local[-1]) + 1
+    if not ids_l:
         return torch.zeros(0, dtype=torch.long)
-    firsts = torch.tensor([int(c.min()) for c in chunks], dtype=torch.float64)
-    key = torch.tensor(keys, dtype=torch.float64)
+    ids, chunk = torch.cat(ids_l), torch.cat(chunk_l)
+    key = torch.full((n_chunks,), -float("inf"), dtype=torch.float64).scatter_reduce(
+        0, chunk, scores[ids], "amax")
+    first_id = torch.full((n_chunks,), float(scores.numel()), dtype=torch.float64).scatter_reduce(
+        0, chunk, ids.double(), "amin")
+    chunk_cost = torch.zeros(n_chunks, dtype=torch.float64).index_add_(0, chunk, cost[ids])
     # lexicographic (score, id) order: sort by id first, then a stable sort by score
-    order = torch.sort(firsts, stable=True).indices
+    order = torch.sort(first_id, stable=True).indices
     order = order[torch.sort(key[order], stable=True).indices]
-    chosen: list[torch.Tensor] = []
-    total = 0.0
-    for i in order.tolist():
-        if total >= target:
-            break
-        chosen.append(chunks[i])
-        total += float(cost[chunks[i]].sum())
-    return torch.sort(torch.cat(chosen)).values
+    before = torch.cumsum(chunk_cost[order], 0) - chunk_cost[order]
+    taken = torch.zeros(n_chunks, dtype=torch.bool)
+    taken[order[before < target]] = True
+    return torch.sort(ids[taken[chunk]]).values
 
 
 class Budget:

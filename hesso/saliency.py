@@ -57,10 +57,16 @@ def segment_sums(slots: Sequence[Slot], directions: Mapping[int, torch.Tensor], 
     """
     acc = torch.zeros(3, num_units + 1, dtype=torch.float64)
     for s in slots:
-        x = s.rows(s.tensor.detach()).double()
+        x = s.rows(s.tensor.detach())
         d = directions.get(id(s.tensor))
-        d = torch.zeros_like(x) if d is None else s.rows(d.detach()).double()
-        per_pos = torch.stack([(x * x).sum(1), (d * d).sum(1), (x * d).sum(1)]).cpu()
+        f64 = torch.float64
+        xx = torch.linalg.vector_norm(x, 2, dim=1, dtype=f64).square()
+        if d is None:
+            per_pos = torch.stack([xx, torch.zeros_like(xx), torch.zeros_like(xx)]).cpu()
+        else:
+            d = s.rows(d.detach())
+            dd = torch.linalg.vector_norm(d, 2, dim=1, dtype=f64).square()
+            per_pos = torch.stack([xx, dd, (x * d).sum(1, dtype=f64)]).cpu()
         acc.index_add_(1, s.index.cpu(), per_pos)
     return acc[0, :num_units], acc[1, :num_units], acc[2, :num_units]
 
