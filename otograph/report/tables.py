@@ -13,7 +13,7 @@ def space_table(space, limit: int | None = None) -> str:
         rows.append((g.id, str(g.num_units), "yes" if g.prunable else f"no: {g.reason}",
                      f"{per_p:,.0f}", f"{per_f:,.0f}"))
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(5)]
-    lines = ["  ".join(c[:60].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c[:60].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     share = space.prunable_params / max(1, space.total_params)
     lines.append(f"{len(space.groups)} groups, {len(space.prunable_groups)} prunable; "

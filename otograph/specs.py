@@ -1,0 +1,325 @@
+"""Model and data specs shared by every command.
+
+Models:
+
+* ``default`` — the built-in :class:`~otograph.models.small_cnn.SmallResNet` (input ``1,1,8,8``);
+* ``torchvision:NAME[?k=v&...]`` — ``torchvision.models.get_model(NAME, weights=None, **kwargs)``;
+* ``timm:NAME[?k=v&...]`` — ``timm.create_model(NAME, **kwargs)`` (needs ``timm``);
+* ``module.path:factory[?k=v&...]`` — your own code: ``factory(**kwargs)`` returns a module, or a
+  ``(module, example_inputs)`` pair;
+* ``FILE.pt2`` — a saved ``torch.export`` program, or a folder written by ``otograph prune``.
+
+Values in ``?k=v`` are Python literals where they parse (``num_classes=10``, ``pretrained=False``)
+and strings otherwise. ``--input-shape 1,3,224,224`` overrides the spec's default input shape.
+
+Data: ``digits`` (scikit-learn's digits), ``imagefolder:PATH`` (``PATH/train`` and ``PATH/val``, or one
+folder split 80/20), ``module.path:factory`` returning ``(train_loader, val_loader)`` whose batches
+are ``(inputs, targets)``.
+
+Example:
+    >>> parse_spec("torchvision:resnet18?num_classes=10&zero_init_residual=True")
+    ('torchvision', 'resnet18', {'num_classes': 10, 'zero_init_residual': True})
+    >>> parse_input_shape("1,3,64,64")
+    (1, 3, 64, 64)
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import torch
+from torch import nn
+
+from otograph.errors import OtographError
+
+__all__ = ["SpecError", "DataError", "LoadedModel", "LoadedData", "parse_spec", "parse_input_shape",
+           "load_model", "load_data", "peek_num_classes", "run_info", "DEFAULT_MODEL", "DEFAULT_DATA"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DEFAULT_DATA = "digits"
+
+_FORMS = ("default, torchvision:NAME[?k=v&...], timm:NAME, module.path:factory[?k=v], "
+          "a saved FILE.pt2, or a folder written by `otograph prune`")
+
+
+class SpecError(OtographError):
+    """A model spec could not be understood or loaded."""
+
+
+class DataError(OtographError):
+    """A data spec could not be understood or loaded."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to trace: the module, example inputs and where it came from."""
+
+    model: nn.Module
+    example_inputs: Any
+    spec: str
+    kind: str  # "default" | "torchvision" | "timm" | "factory" | "pt2"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        x = self.example_inputs
+        return tuple(x.shape) if isinstance(x, torch.Tensor) else None
+
+
+@dataclass
+class LoadedData:
+    train: Any
+    val: Any
+    spec: str
+    num_classes: int | None = None
+
+
+def _literal(v: str) -> Any:
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False, "none": None}.get(v.lower(), v)
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict]:
+    """``"scheme:name?k=v"`` → ``(scheme, name, kwargs)``; a bare path gives ``("file", path, {})``."""
+    spec = spec.strip()
+    base, _, query = spec.partition("?")
+    kwargs = {k: _literal(v) for k, v in parse_qsl(query, keep_blank_values=True)} if query else {}
+    if base in ("", DEFAULT_MODEL):
+        return "default", "", kwargs
+    if ":" in base and not Path(base).exists():
+        scheme, name = base.split(":", 1)
+        if scheme in ("torchvision", "timm"):
+            return scheme, name, kwargs
+        if scheme and name:
+            return "factory", base, kwargs
+    return "file", base, kwargs
+
+
+def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise SpecError(f"--input-shape must be integers separated by commas (e.g. 1,3,224,224), "
+                        f"got {text!r}") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise SpecError(f"--input-shape must be positive integers, got {text!r}")
+    return shape
+
+
+def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
+               defaults: dict | None = None) -> LoadedModel:
+    """Build the model named by ``spec`` (see the module docstring) in eval mode.
+
+    ``defaults`` are keyword arguments used when the spec does not give them and the factory
+    accepts them (the CLI passes ``num_classes`` from the data set).
+    """
+    scheme, name, kwargs = parse_spec(spec or DEFAULT_MODEL)
+    loader = {"default": _default, "torchvision": _torchvision, "timm": _timm, "factory": _factory,
+              "file": _file}[scheme]
+    loaded = loader(name, kwargs, dict(defaults or {}))
+    loaded.spec = spec or DEFAULT_MODEL
+    if input_shape is not None:
+        loaded.example_inputs = torch.randn(*input_shape)
+    if loaded.example_inputs is None:
+        raise SpecError(f"{loaded.spec}: no input shape is known for this model; give --input-shape "
+                        f"(e.g. --input-shape 1,3,224,224)")
+    loaded.model.eval()
+    return loaded
+
+
+def _default(name, kwargs, defaults) -> LoadedModel:
+    from otograph.models.small_cnn import SmallResNet
+
+    kw = {**{k: v for k, v in defaults.items() if k == "num_classes"}, **kwargs}
+    return LoadedModel(SmallResNet(**kw), torch.randn(2, 1, 8, 8), "", "default", kw)
+
+
+def _torchvision(name, kwargs, defaults) -> LoadedModel:
+    try:
+        import torchvision
+    except ImportError:
+        raise SpecError("torchvision:… models need torchvision: pip install torchvision") from None
+    names = torchvision.models.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SpecError(f"unknown torchvision model {name!r}{hint} "
+                        f"(torchvision.models.list_models() has {len(names)})")
+    kw = {"weights": None, **{k: v for k, v in defaults.items() if k == "num_classes"}, **kwargs}
+    model = torchvision.models.get_model(name, **kw)
+    size = kw.get("image_size") or (299 if name == "inception_v3" else 224)
+    return LoadedModel(model, torch.randn(1, 3, size, size), "", "torchvision", kw)
+
+
+def _timm(name, kwargs, defaults) -> LoadedModel:
+    try:
+        import timm
+    except ImportError:
+        raise SpecError(f"timm:{name} needs the timm package, which is not installed: pip install timm") from None
+    kw = {"pretrained": False, **{k: v for k, v in defaults.items() if k == "num_classes"}, **kwargs}
+    try:
+        model = timm.create_model(name, **kw)
+    except RuntimeError as e:
+        raise SpecError(f"timm could not create {name!r}: {e}") from e
+    size = tuple(getattr(model, "default_cfg", {}).get("input_size", (3, 224, 224)))
+    return LoadedModel(model, torch.randn(1, *size), "", "timm", kw)
+
+
+def _factory(name, kwargs, defaults) -> LoadedModel:
+    mod_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise SpecError(f"cannot import {mod_name!r} for model spec {name!r}: {e}. Expected {_FORMS}") from e
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise SpecError(f"module {mod_name!r} has no attribute {attr!r} (model spec {name!r})")
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+        kw = {k: v for k, v in defaults.items() if k in params}
+    except (TypeError, ValueError):
+        kw = {}
+    kw.update(kwargs)
+    out = fn(**kw) if callable(fn) and not isinstance(fn, nn.Module) else fn
+    example = None
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], nn.Module):
+        out, example = out
+    if not isinstance(out, nn.Module):
+        raise SpecError(f"{name} returned {type(out).__name__}, expected an nn.Module or (module, example_inputs)")
+    if example is None:
+        shape = getattr(out, "example_input_shape", None) or getattr(fn, "example_input_shape", None)
+        example = torch.randn(*shape) if shape else None
+    return LoadedModel(out, example, "", "factory", kw)
+
+
+def _file(name, kwargs, defaults) -> LoadedModel:
+    path = Path(name)
+    if path.is_dir():
+        if (path / "model.pt2").exists():
+            path = path / "model.pt2"
+        else:
+            raise SpecError(f"folder {name!r} holds no model.pt2 (expected a folder written by `otograph prune`)")
+    if not path.exists():
+        raise SpecError(f"unknown model spec {name!r}: no such file, and not one of: {_FORMS}")
+    if path.suffix != ".pt2":
+        raise SpecError(f"cannot load {name!r}: only torch.export .pt2 files are supported (save with "
+                        f"torch.export.save); or name the model as {_FORMS}")
+    from otograph.io import load_exported
+
+    try:
+        mod = load_exported(path)
+    except Exception as e:  # noqa: BLE001
+        raise SpecError(f"could not load {name!r} with torch.export.load: {e}") from e
+    return LoadedModel(mod, mod.example_inputs, "", "pt2", {})
+
+
+def run_info(folder: str | Path) -> dict:
+    """The ``run.json`` of a folder written by ``otograph prune``."""
+    path = Path(folder) / "run.json"
+    if not path.exists():
+        raise SpecError(f"{str(folder)!r} is not a folder written by `otograph prune` (no run.json)")
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def load_data(spec: str | None, *, batch_size: int = 64, seed: int = 0,
+              input_shape: tuple[int, ...] | None = None) -> LoadedData:
+    """``(train, val)`` loaders for a data spec (see the module docstring)."""
+    spec = (spec or DEFAULT_DATA).strip()
+    if spec == "digits":
+        from otograph.data.digits import digits_loaders
+
+        try:
+            train, val = digits_loaders(batch_size, seed)
+        except ImportError as e:
+            raise DataError(str(e)) from e
+        return LoadedData(train, val, spec, 10)
+    if spec.startswith("imagefolder:"):
+        return _imagefolder(spec, spec.split(":", 1)[1], batch_size, seed, input_shape)
+    if ":" in spec:
+        mod_name, _, attr = spec.partition(":")
+        try:
+            fn = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise DataError(f"cannot load data factory {spec!r}: {e}") from e
+        out = fn(batch_size=batch_size) if "batch_size" in _params(fn) else fn()
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise DataError(f"{spec} must return (train_loader, val_loader), got {type(out).__name__}")
+        return LoadedData(out[0], out[1], spec, getattr(fn, "num_classes", None))
+    raise DataError(f"unknown data spec {spec!r}; expected digits, imagefolder:PATH or module.path:factory")
+
+
+def peek_num_classes(spec: str | None) -> int | None:
+    """Number of classes of a data spec without loading it (None when unknown)."""
+    spec = (spec or DEFAULT_DATA).strip()
+    if spec == "digits":
+        return 10
+    if spec.startswith("imagefolder:"):
+        path = Path(spec.split(":", 1)[1])
+        path = path / "train" if (path / "train").is_dir() and (path / "val").is_dir() else path
+        if path.is_dir():
+            return sum(1 for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) or None
+    return None
+
+
+def _params(fn) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _imagefolder(spec, root, batch_size, seed, input_shape) -> LoadedData:
+    path = Path(root)
+    if not path.is_dir():
+        raise DataError(f"{spec}: {root!r} is not a folder (expected PATH/CLASS/IMAGE files, or PATH/train "
+                        f"and PATH/val)")
+    try:
+        from torchvision import datasets, transforms
+    except ImportError:
+        raise DataError("imagefolder: data needs torchvision: pip install torchvision") from None
+    c, h, w = (input_shape[1:] if input_shape and len(input_shape) == 4 else (3, 224, 224))
+    steps = [transforms.Resize((h, w))]
+    if c == 1:
+        steps.append(transforms.Grayscale(1))
+    steps.append(transforms.ToTensor())
+    if c == 3:
+        steps.append(transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    tf = transforms.Compose(steps)
+    try:
+        if (path / "train").is_dir() and (path / "val").is_dir():
+            train_set = datasets.ImageFolder(str(path / "train"), tf)
+            val_set = datasets.ImageFolder(str(path / "val"), tf)
+        else:
+            full = datasets.ImageFolder(str(path), tf)
+            n_val = max(1, len(full) // 5)
+            g = torch.Generator().manual_seed(0)
+            train_set, val_set = torch.utils.data.random_split(full, [len(full) - n_val, n_val], generator=g)
+            train_set.classes = full.classes
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{spec}: {e}") from e
+    g = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader
+    train = loader(train_set, batch_size=batch_size, shuffle=True, generator=g)
+    val = loader(val_set, batch_size=batch_size, shuffle=False)
+    return LoadedData(train, val, spec, len(train_set.classes))

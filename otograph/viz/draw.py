@@ -1,0 +1,243 @@
+"""Draw a search space with graphviz: one colour per group, module clusters collapsed to a depth.
+
+Each drawn node is an fx op, or a whole module collapsed into one box once it is deeper than
+``depth``. An edge is a tensor: its colour is the group (channel space) the tensor carries, solid
+for prunable groups and dashed for unprunable ones, its label the shape without the batch axis
+(``64→37×56×56`` once units are removed). Groups that live entirely inside a collapsed box are
+listed in it. A legend gives every group's colour, units (kept/total) and why it is unprunable.
+Colours come from a hash of the group id, so the same group looks the same in every picture.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import html
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import graphviz
+import torch.fx as fx
+
+from otograph.viz.mapping import module_path, node_groups, shapes_after
+
+__all__ = ["draw", "group_color", "auto_depth"]
+
+_FONT = "Helvetica"
+_GREY = "#9a9a9a"
+_LEGEND = ("groups: colour, id, units kept/total, state.  Solid edge: prunable channel space; dashed: "
+           "unprunable.  Edge label: shape without batch, C→C′ where units were removed")
+
+
+def group_color(gid: str, light: bool = False) -> str:
+    """A stable ``#rrggbb`` colour for a group id (``light`` for fills)."""
+    h = hashlib.md5(gid.encode()).digest()
+    hue = int.from_bytes(h[:2], "big") / 65536
+    sat = 0.55 + 0.35 * h[2] / 255
+    val = 0.60 + 0.30 * h[3] / 255
+    if light:
+        sat, val = 0.18 + 0.1 * h[2] / 255, 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def _drawn(gm: fx.GraphModule) -> list[fx.Node]:
+    return [n for n in gm.graph.nodes if n.op != "get_attr"]
+
+
+def _item(node: fx.Node, depth: int) -> tuple[str, bool]:
+    """(item key, collapsed?) of a node at a depth."""
+    if node.op in ("placeholder", "output"):
+        return f"io:{node.name}", False
+    p = module_path(node)
+    if len(p) > depth:
+        return "box:" + ".".join(p[:depth]), True
+    return f"op:{node.name}", False
+
+
+def auto_depth(gm: fx.GraphModule, max_items: int = 70) -> int:
+    """The deepest module depth whose picture has at most ``max_items`` boxes (at least 1)."""
+    nodes = _drawn(gm)
+    deepest = max((len(module_path(n)) for n in nodes if n.op not in ("placeholder", "output")), default=1)
+    for d in range(deepest, 0, -1):
+        if len({_item(n, d)[0] for n in nodes}) <= max_items:
+            return d
+    return 1
+
+
+def _shape_label(before: tuple, after: tuple) -> str:
+    dims = [str(b) if b == a else f"{b}→{a}" for b, a in zip(before[1:], after[1:], strict=True)]
+    return "×".join(dims) if dims else "scalar"
+
+
+def _short(text: str, n: int = 70) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _module_type(root, path: str) -> str:
+    try:
+        return type(root.get_submodule(path)).__name__
+    except AttributeError:
+        return ""
+
+
+def _op_label(gm: fx.GraphModule, node: fx.Node) -> str:
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return f"{node.target}\n{type(m).__name__}"
+    if node.op == "placeholder":
+        return f"input {node.name}"
+    if node.op == "output":
+        return "output"
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return str(target)
+
+
+def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int | None = None,
+         title: str | None = None, max_items: int = 70) -> graphviz.Digraph:
+    """The search space as a ``graphviz.Digraph`` (``removed``: units taken out, ``{group: [unit]}``)."""
+    gm = space.traced.gm
+    root = space.traced.model if space.traced.model is not None else gm
+    groups = {g.id: g for g in space.groups}
+    removed = {k: list(v) for k, v in (removed or {}).items()}
+    ng = node_groups(space)
+    shapes = shapes_after(space, removed)
+    depth = depth or auto_depth(gm, max_items)
+    nodes = _drawn(gm)
+    item = {n: _item(n, depth) for n in nodes}
+
+    g = graphviz.Digraph("search_space", graph_attr={
+        "rankdir": "TB", "fontname": _FONT, "fontsize": "12", "ranksep": "0.28", "nodesep": "0.25",
+        "newrank": "true", "labelloc": "t"},
+        node_attr={"fontname": _FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled",
+                   "fillcolor": "white", "height": "0.3", "margin": "0.08,0.03"},
+        edge_attr={"fontname": _FONT, "fontsize": "8", "arrowsize": "0.6", "color": _GREY,
+                   "fontcolor": "#555555"})
+    kept_total = {gid: (grp.num_units - len(removed.get(gid, ())), grp.num_units) for gid, grp in groups.items()}
+    n_removed = sum(len(v) for v in removed.values())
+    head = title or (type(space.traced.model).__name__ if space.traced.model is not None else "model")
+    sub = (f"{len(space.groups)} groups, {len(space.prunable_groups)} prunable; "
+           f"{space.prunable_params / max(1, space.total_params):.0%} of {space.total_params:,} params prunable")
+    if removed:
+        sub += f"; {n_removed} units removed"
+    g.attr(label=f"{head}\n{sub}")
+
+    # ---- boxes and op nodes, inside nested module clusters ---------------------------------
+    members: dict[str, list[fx.Node]] = defaultdict(list)
+    for n in nodes:
+        members[item[n][0]].append(n)
+    entering: dict[str, set[str]] = defaultdict(set)
+    for v in nodes:
+        for u in v.all_input_nodes:
+            if u in item and item[u][0] != item[v][0]:
+                entering[item[v][0]].update(ng.get(u, ()))
+    clusters: dict[tuple[str, ...], graphviz.Digraph] = {}
+
+    def container(prefix: tuple[str, ...]) -> graphviz.Digraph:
+        if not prefix:
+            return g
+        if prefix not in clusters:
+            path = ".".join(prefix)
+            clusters[prefix] = graphviz.Digraph(name=f"cluster_{path}", graph_attr={
+                "label": f"{path} ({_module_type(root, path)})", "style": "rounded,dashed", "color": "#c8c8c8",
+                "fontsize": "9", "fontcolor": "#777777", "labeljust": "l"})
+        return clusters[prefix]
+
+    for key, ns in members.items():
+        first = ns[0]
+        out_groups = ng.get(ns[-1], ())
+        if key.startswith("box:"):
+            path = key[4:]
+            inner = [gid for gid in dict.fromkeys(x for n in ns for x in ng.get(n, ()))
+                     if gid not in entering[key] and gid not in out_groups]
+            rows = [f'<tr><td colspan="2"><b>{html.escape(path)}</b> '
+                    f'<font color="#666666">{html.escape(_module_type(root, path))}, {len(ns)} ops</font></td></tr>']
+            for gid in inner[:6]:
+                k, t = kept_total[gid]
+                units = f"{k}/{t}" if k != t else f"{t}"
+                mark = "" if groups[gid].prunable else " (fixed)"
+                rows.append(f'<tr><td bgcolor="{group_color(gid)}" width="10"></td>'
+                            f'<td align="left">{html.escape(gid.split(".")[-1])}: {units}{mark}</td></tr>')
+            if len(inner) > 6:
+                rows.append(f'<tr><td colspan="2">+{len(inner) - 6} more groups</td></tr>')
+            label = ('<<table border="0" cellborder="0" cellspacing="1" cellpadding="1">'
+                     + "".join(rows) + "</table>>")
+            prefix = tuple(path.split("."))[:-1]
+            attrs = {"label": label, "fillcolor": "#f4f4f4", "color": "#666666"}
+        else:
+            label = _op_label(gm, first)
+            prefix = module_path(first)[:-1] if first.op not in ("placeholder", "output") else ()
+            attrs = {"label": label}
+            if first.op in ("placeholder", "output"):
+                attrs.update(shape="ellipse", style="filled", fillcolor="#eeeeee")
+            elif out_groups:
+                attrs["fillcolor"] = group_color(out_groups[0], light=True)
+                attrs["color"] = group_color(out_groups[0])
+                if not any(groups[x].prunable for x in out_groups):
+                    attrs["style"] = "rounded,filled,dashed"
+            tip = ", ".join(f"{x}{'' if groups[x].prunable else ' (unprunable: ' + groups[x].reason + ')'}"
+                            for x in out_groups)
+            if tip:
+                attrs["tooltip"] = tip
+        container(prefix).node(key.replace(":", "_"), **attrs)
+
+    for prefix in sorted(clusters, key=len, reverse=True):
+        container(prefix[:-1]).subgraph(clusters[prefix])
+
+    # ---- edges: tensors, coloured by group ---------------------------------------------------
+    seen: set[tuple] = set()
+    for v in nodes:
+        for u in v.all_input_nodes:
+            if u not in item or item[u][0] == item[v][0]:
+                continue
+            gids = ng.get(u, ())
+            key = (item[u][0], item[v][0], gids)
+            if key in seen:
+                continue
+            seen.add(key)
+            attrs = {}
+            if u in shapes:
+                attrs["label"] = " " + _shape_label(*shapes[u])
+            if gids:
+                attrs["color"] = ":".join(group_color(x) for x in gids[:4])
+                attrs["penwidth"] = "1.8"
+                if not any(groups[x].prunable for x in gids):
+                    attrs["style"] = "dashed"
+                attrs["tooltip"] = "; ".join(
+                    x + ("" if groups[x].prunable else f" (unprunable: {groups[x].reason})") for x in gids)
+            g.edge(item[u][0].replace(":", "_"), item[v][0].replace(":", "_"), **attrs)
+
+    g.subgraph(_legend(space, kept_total))
+    return g
+
+
+def _legend(space, kept_total: dict[str, tuple[int, int]]) -> graphviz.Digraph:
+    rows_per_col = 24
+    cells: list[str] = []
+    for grp in space.groups:
+        k, t = kept_total[grp.id]
+        units = f"{k}/{t}" if k != t else f"{t}"
+        state = "prunable" if grp.prunable else html.escape(_short(f"unprunable: {grp.reason}", 60))
+        color = group_color(grp.id)
+        cells.append(f'<td bgcolor="{color}" width="14"></td><td align="left">{html.escape(grp.id)}</td>'
+                     f'<td align="right">{units}</td><td align="left"><font color="{"#333333" if grp.prunable else "#aa3333"}">'
+                     f"{state}</font></td>")
+    ncols = max(1, -(-len(cells) // rows_per_col))
+    nrows = -(-len(cells) // ncols) if cells else 0
+    body = []
+    for r in range(nrows):
+        row = []
+        for c in range(ncols):
+            i = c * nrows + r
+            row.append(cells[i] if i < len(cells) else '<td colspan="4"></td>')
+        body.append("<tr>" + '<td width="12"></td>'.join(row) + "</tr>")
+    label = ('<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">' + "".join(body)
+             + "</table>>")
+    leg = graphviz.Digraph(name="cluster_legend", graph_attr={"label": _LEGEND, "style": "rounded",
+                                                                "color": "#bbbbbb", "fontsize": "10"})
+    leg.node("legend", label=label, shape="plaintext", style="")
+    if space.opaque:
+        ops = html.escape(_short(", ".join(space.opaque), 200))
+        leg.node("opaque", label=f"unsupported (opaque) ops: {ops}", shape="plaintext", style="",
+                 fontcolor="#aa3333")
+    return leg
