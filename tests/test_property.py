@@ -38,7 +38,7 @@ class RandomNet(nn.Module):
         self.head = nn.Linear(c, 3)
 
     def forward(self, x):
-        for m, (kind, act) in zip(self.mods, self.kinds):
+        for m, (kind, act) in zip(self.mods, self.kinds, strict=False):
             f = ACTS[act]
             if kind in ("conv", "dw"):
                 x = f(m(x))

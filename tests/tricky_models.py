@@ -219,6 +219,25 @@ class Convs1d3d(nn.Module):
         return self.fc(torch.cat([a, b], -1))
 
 
+class MiscOps(nn.Module):
+    """where, masked_fill, pad, pow, PReLU, stack, narrow, *_like on pruned channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = cbr(3, 8), cbr(3, 8), nn.Conv2d(8, 6, 3)
+        self.act = nn.PReLU(8)
+        self.d, self.e = nn.Linear(6, 10), nn.Linear(10, 4)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        y = torch.where(x[:, :1] > 0, a, b).masked_fill(x[:, :1] > 1.5, 0.0)
+        y = self.act(F.pad(y, (1, 1, 1, 1)) ** 2) + torch.zeros_like(F.pad(y, (1, 1, 1, 1)))
+        s = torch.stack([y, y * 2], dim=0).sum(0)
+        h = self.c(s).mean((2, 3))
+        h = F.relu(self.d(h))
+        return self.e(torch.narrow(h, 0, 0, 2))
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -267,6 +286,7 @@ TRICKY = {
     "glu_gate": (GLUGate, lambda: torch.randn(2, 3, 6)),
     "free_params": (FreeParams, img(s=4)),
     "channel_shuffle": (ChannelShuffle, img()),
+    "misc_ops": (MiscOps, img()),
     "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
 }
 

@@ -12,7 +12,6 @@ seconds, and max |Δ| of the float64 exactness check (≥ 30 % random units zero
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import sys
 import time
@@ -29,6 +28,8 @@ KWARGS = {"vit": lambda name, size: {"image_size": size}, "inception_v3": lambda
           "googlenet": lambda n, s: {"aux_logits": False, "init_weights": False}}
 FAST = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5", "regnet_x_400mf",
         "efficientnet_b0", "densenet121", "convnext_tiny", "vit_b_32", "resnext50_32x4d"]
+#: the largest models run last (float64 copies of them take several GB)
+LAST = ["vit_l_16", "vit_l_32", "regnet_x_32gf", "regnet_y_32gf", "vit_h_14", "regnet_y_128gf"]
 TARGETS = {"resnet50": 0.60, "mobilenet_v3_large": 0.60, "densenet121": 0.60, "efficientnet_b0": 0.60,
            "regnet_y_400mf": 0.60, "convnext_tiny": 0.40, "shufflenet_v2_x1_0": 0.40, "vit_b_16": 0.40}
 
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     names = a.models or (FAST if a.fast else torchvision.models.list_models(module=torchvision.models))
+    names = [n for n in names if n not in LAST] + [n for n in LAST if n in names]
     out = a.out or (None if (a.models or a.fast) else "docs/zoo.md")
     rows = []
     for name in names:

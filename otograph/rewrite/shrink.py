@@ -152,8 +152,8 @@ class _Builder:
             self._fix_split(node, new, name)
         elif tgt is operator.getitem and _shape(node.args[0]) is not None:
             self._fix_getitem(node, new)
-        elif kind == "narrow" and self.plan.keep(node.args[0]):
-            raise RewriteError(f"cannot rewrite {node.format_node()} over a shrinking axis")
+        elif kind == "narrow":
+            self._fix_narrow(node, new)
         elif tgt is F.scaled_dot_product_attention:
             q = node.args[0]
             qk = self.plan.keep(q)
@@ -207,6 +207,16 @@ class _Builder:
         new.args = (new.args[0], sizes, dim)
         new.kwargs = {}
 
+    def _fix_narrow(self, node: fx.Node, new: fx.Node) -> None:
+        x, dim, start, length = (list(node.args) + [node.kwargs.get(k) for k in ("dim", "start", "length")])[:4]
+        keep = self.plan.keep(x).get(dim % len(_shape(x)))
+        if keep is None:
+            return
+        if not isinstance(start, int) or not isinstance(length, int):
+            raise RewriteError(f"cannot rewrite {node.format_node()}: dynamic bounds on a shrinking axis")
+        new.args = (new.args[0], dim, int(keep[:start].sum()), int(keep[start:start + length].sum()))
+        new.kwargs = {}
+
     def _fix_getitem(self, node: fx.Node, new: fx.Node) -> None:
         x, idx = node.args
         xk = self.plan.keep(x)
@@ -254,7 +264,7 @@ def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> tuple[fx.GraphMo
             if s is not None and s.shape == t.shape:
                 t.copy_(s)
     _slice_tensors(root, plan)
-    for name, mod in root.named_modules():
+    for mod in root.modules():
         resize_module(mod)
     builder = _Builder(gm, root, plan)
     graph = builder.run()

@@ -63,10 +63,10 @@ def verify(reference: torch.nn.Module, compact: torch.nn.Module, example_inputs:
     """Run both models (eval mode) on ``example_inputs`` and compare every output tensor."""
     args, kwargs = normalize_inputs(example_inputs)
     ys, zs = _run(reference, args, kwargs), _run(compact, args, kwargs)
-    if len(ys) != len(zs) or any(y.shape != z.shape for y, z in zip(ys, zs)):
+    if len(ys) != len(zs) or any(y.shape != z.shape for y, z in zip(ys, zs, strict=False)):
         raise ValueError(f"outputs differ in structure: {[tuple(y.shape) for y in ys]} vs "
                          f"{[tuple(z.shape) for z in zs]}")
-    max_abs = max((float((y - z).abs().max()) for y, z in zip(ys, zs) if y.numel()), default=0.0)
+    max_abs = max((float((y - z).abs().max()) for y, z in zip(ys, zs, strict=False) if y.numel()), default=0.0)
     max_ref = max((float(y.abs().max()) for y in ys if y.numel()), default=0.0)
     return Verification(max_abs, max_abs / max(max_ref, 1e-30), max_ref, count_params(reference),
                         count_params(compact), count_flops(reference, example_inputs),

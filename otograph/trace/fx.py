@@ -79,6 +79,7 @@ class _Tracer(fx.Tracer):
         self._leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
         self._leaf_names = {t for t in leaf_modules if isinstance(t, str)}
         self.current_module = ""
+        self.failed_module: str | None = None
 
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         if isinstance(m, self._leaf_types) or qualname in self._leaf_names:
@@ -90,6 +91,10 @@ class _Tracer(fx.Tracer):
         self.current_module = self.path_of_module(m)
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_module is None:  # the innermost module is the one to name
+                self.failed_module = self.current_module
+            raise
         finally:
             self.current_module = prev
 
@@ -129,7 +134,7 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
         try:
             graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as e:  # noqa: BLE001 - re-raised with the module and the fix
-            where = tracer.current_module or "<root>"
+            where = tracer.failed_module or "<root>"
             raise TraceError(
                 f"torch.fx could not trace {type(model).__name__} inside module {where!r}: "
                 f"{type(e).__name__}: {e}\n"

@@ -63,7 +63,7 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
         a = np.broadcast_to(a, bshape)
         call.union(ids, a)
         ids = np.where(ids >= 0, ids, a)
-    for pax, s in pax_ops:
+    for pax, _ in pax_ops:
         for ax, p in enumerate(pax):
             if p is None:
                 continue

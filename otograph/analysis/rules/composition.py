@@ -27,7 +27,7 @@ def _cat_slot(call, xs, axis: int) -> Slot:
     other = [s.ids.shape[:axis] + s.ids.shape[axis + 1:] for s in slots if s.ids is not None]
     rest = np.broadcast_shapes(*other)
     parts_i, parts_z = [], []
-    for x, s in zip(xs, slots):
+    for x, s in zip(xs, slots, strict=False):
         n = call.shape(x)[axis]
         shape = rest[:axis] + (n,) + rest[axis:]
         if s.ids is None:
@@ -65,7 +65,7 @@ class _Stacked:
     """A view of a call whose operands are the unsqueezed inputs (for stack)."""
 
     def __init__(self, call, xs, slots):
-        self._call, self._map = call, {id(x): s for x, s in zip(xs, slots)}
+        self._call, self._map = call, {id(x): s for x, s in zip(xs, slots, strict=False)}
         self.out_shape = call.out_shape
 
     def slot(self, x):

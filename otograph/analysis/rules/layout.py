@@ -24,7 +24,7 @@ RESHAPES = [torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.
 
 def _pax_reshape(in_shape, out_shape, pax):
     """Map per-axis parameter elements through a reshape that only adds/removes size-1 axes."""
-    src = [(n, p) for n, p in zip(in_shape, pax) if n != 1]
+    src = [(n, p) for n, p in zip(in_shape, pax, strict=False) if n != 1]
     dst = [n for n in out_shape if n != 1]
     if [n for n, _ in src] != dst:
         return None
