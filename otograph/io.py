@@ -44,7 +44,7 @@ from torch import nn
 from otograph.errors import OtographError
 
 __all__ = ["OutputExists", "atomic_write", "write_text", "save_tensors", "staged_dir", "save_compact",
-           "load_exported", "standalone_source"]
+           "load_exported", "standalone_source", "export_program"]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -116,7 +123,7 @@ def staged_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
 # ------------------------------------------------------------------------------------- export
 
 
-def _export(model: nn.Module, args: tuple) -> torch.export.ExportedProgram:
+def export_program(model: nn.Module, args: tuple) -> torch.export.ExportedProgram:
     """``torch.export`` in eval mode, batch dimension dynamic when the code allows it."""
     model.eval()
     auto = getattr(torch.export.Dim, "AUTO", None)
@@ -280,7 +287,7 @@ def save_compact(gm: fx.GraphModule, example_inputs: Any, folder: str | os.PathL
     gm.eval()
     info: dict[str, Any] = {"pt2": False, "standalone_py": False, "dynamic_batch": False}
     try:
-        ep = _export(gm, args)
+        ep = export_program(gm, args)
         with atomic_write(folder / "model.pt2") as f:
             torch.export.save(ep, f)
         info["pt2"] = True

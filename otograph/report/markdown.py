@@ -90,7 +90,7 @@ def render_report(run: dict) -> str:
                   else " (accuracy of the trained model before compression)" if base == "trained" else "")
                + "; *after*: the compact model written to `model.pt2`. FLOPs by `torch.utils.flop_counter` "
                f"for one sample; latency is the median wall time of a forward pass on this machine's CPU "
-               f"({run.get('threads', '?')} threads).")
+               f"({run.get('threads', '?')} torch thread(s)).")
     out += ["", "## Exactness", ""]
     if ex:
         out.append(f"The compact model against the trained full model (its removed units are exactly zero) on "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["space_table"]
+__all__ = ["space_table", "space_json"]
 
 
 def space_table(space, limit: int | None = None) -> str:
@@ -22,3 +22,27 @@ def space_table(space, limit: int | None = None) -> str:
     if space.opaque:
         lines.append("opaque ops: " + ", ".join(space.opaque))
     return "\n".join(lines)
+
+
+def space_json(space) -> dict:
+    """The search space as plain data (what ``otograph trace --json`` prints).
+
+    >>> import torch, otograph
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> d = space_json(otograph.search_space(net, torch.randn(1, 4)))
+    >>> [(g["id"], g["units"], g["prunable"]) for g in d["groups"]], d["totals"]["params"]
+    ([('0', 8, True), ('2', 2, False)], 58)
+    """
+    groups = []
+    for g in space.groups:
+        groups.append({
+            "id": g.id, "units": g.num_units, "prunable": g.prunable, "reason": g.reason,
+            "params_per_unit": g.params / max(1, g.num_units),
+            "flops_per_unit": float(g.unit_flops.sum()) / max(1, g.num_units),
+            "members": [{"param": m.param, "axis": m.axis, "role": m.role, "positions": m.positions.numel(),
+                         "size": m.size} for m in g.members],
+        })
+    return {"groups": groups, "opaque": list(space.opaque),
+            "totals": {"params": space.total_params, "flops": space.total_flops,
+                       "prunable_params": space.prunable_params, "groups": len(space.groups),
+                       "prunable_groups": len(space.prunable_groups)}}
