@@ -156,7 +156,8 @@ def load_exported(path: str | os.PathLike) -> ExportedModule:
     ep = torch.export.load(str(path))
     mod = ExportedModule(ep.module(), str(path))
     ex = getattr(ep, "example_inputs", None)
-    mod.example_inputs = ex[0] if ex else None
+    args = tuple(ex[0]) if ex else ()
+    mod.example_inputs = (args[0] if len(args) == 1 else args) if args else None
     return mod
 
 

@@ -148,8 +148,9 @@ def test_every_rule_is_exercised_by_a_tiny_model():
 
     seen = set()
     for cls, make in TRICKY.values():
-        an = Analysis(otograph.trace(cls().eval(), make()))
-        seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
+        for frontend in ("fx", "export"):
+            an = Analysis(otograph.trace(cls().eval(), make(), frontend=frontend))
+            seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
     for cls, make, *_ in TRAPS.values():
         an = Analysis(otograph.trace(cls().eval(), make()))
         seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}

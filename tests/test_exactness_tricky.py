@@ -9,12 +9,12 @@ from tests.tricky_models import TRAPS, TRICKY
 
 
 @pytest.mark.parametrize("name", sorted(TRICKY))
-@pytest.mark.parametrize("seed", [0, 1])
-def test_exact_after_random_pruning(name, seed):
+@pytest.mark.parametrize("seed,frontend", [(0, "fx"), (1, "fx"), (2, "export")])
+def test_exact_after_random_pruning(name, seed, frontend):
     cls, make = TRICKY[name]
     torch.manual_seed(seed)
     model = cls().eval()
-    res = check_exact(model, make(), make(), fraction=0.3, seed=seed)
+    res = check_exact(model, make(), make(), fraction=0.3, seed=seed, frontend=frontend)
     assert res.space.prunable_groups, f"{name}: nothing prunable"
     assert res.units, f"{name}: no units were removed"
     v = res.verification

@@ -238,6 +238,20 @@ class MiscOps(nn.Module):
         return self.e(torch.narrow(h, 0, 0, 2))
 
 
+class Conv1DStack(nn.Module):
+    """Hugging Face GPT-2's ``Conv1D``: ``addmm(bias, x.view(-1, nx), W)`` with W stored (in, out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1 = nn.Parameter(torch.randn(6, 10)), nn.Parameter(torch.randn(10))
+        self.w2, self.b2 = nn.Parameter(torch.randn(10, 4)), nn.Parameter(torch.randn(4))
+
+    def forward(self, x):
+        h = torch.addmm(self.b1, x.view(-1, 6), self.w1).view(x.shape[0], x.shape[1], 10)
+        h = F.gelu(h)
+        return torch.addmm(self.b2, h.view(-1, 10), self.w2).view(x.shape[0], x.shape[1], 4)
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -287,6 +301,7 @@ TRICKY = {
     "free_params": (FreeParams, img(s=4)),
     "channel_shuffle": (ChannelShuffle, img()),
     "misc_ops": (MiscOps, img()),
+    "conv1d_stack": (Conv1DStack, lambda: torch.randn(2, 3, 6)),
     "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
 }
 

@@ -40,6 +40,7 @@ class Call:
     def __init__(self, an: Analysis, node: fx.Node, kind: str, rule: Rule):
         self.an, self.node, self.kind, self.rule = an, node, kind, rule
         self.module = an.modules.get(node.target) if node.op == "call_module" else None
+        self.kind_src = "aten" if isinstance(node.target, torch._ops.OpOverload) else "torch"
 
     # ---- operands -----------------------------------------------------------------------
     def arg(self, i: int, name: str | None = None, default: Any = None) -> Any:
@@ -100,6 +101,15 @@ class Call:
         bad = ids[~z]
         if bad.size:
             self.an.pin(bad, f"a non-zero slice reaches {what} {self.name}")
+
+    def tensor(self, x: Any) -> torch.Tensor | None:
+        """The parameter or buffer behind a ``get_attr`` operand (functional/ATen forms)."""
+        if isinstance(x, fx.Node) and x.op == "get_attr":
+            obj = self.an.gm
+            for part in x.target.split("."):
+                obj = getattr(obj, part)
+            return obj if isinstance(obj, torch.Tensor) else None
+        return None
 
     def param_ids(self, tensor: torch.Tensor, axis: int, role: str) -> np.ndarray:
         name = self.an.canon[id(tensor)]
@@ -201,11 +211,13 @@ class Analysis:
         obj = self.gm
         for part in node.target.split("."):
             obj = getattr(obj, part)
-        if isinstance(obj, torch.nn.Parameter) and obj.ndim > 0:
+        if isinstance(obj, torch.Tensor) and obj.ndim > 0 and id(obj) in self.canon:
             name = self.canon[id(obj)]
-            pax = tuple(self.table.ids(name, a, obj.shape[a], "producer") if obj.shape[a] > 1 else None
+            is_param = isinstance(obj, torch.nn.Parameter)
+            role = "producer" if is_param else "buffer"
+            pax = tuple(self.table.ids(name, a, obj.shape[a], role, is_param) if obj.shape[a] > 1 else None
                         for a in range(obj.ndim))
-            return Slot(pax=pax, pnames=(name,))
+            return Slot(pax=pax, pnames=(name,), pzero=is_param)
         return Slot()
 
     def _unparam(self, node: fx.Node, call: Call) -> None:
@@ -219,13 +231,18 @@ class Analysis:
                     self.slots[x] = Slot()  # pinned: from now on it is a plain constant
 
     def _opaque(self, node: fx.Node, what: str) -> None:
-        self.opaque.setdefault(node.name, what)
+        """Unknown op: pin every space it touches. One that touches none is harmless and unreported
+        (its output carries no channel structure, and the rewriter aligns it where it meets one)."""
+        touched = False
         for x in _flatten((node.args, node.kwargs)):
             if isinstance(x, fx.Node):
                 for s in _slots_of(self.slots.get(x)):
-                    self.pin(s.ids, f"touches the unsupported op {what}")
-                    for p in s.pax or ():
-                        self.pin(p, f"touches the unsupported op {what}")
+                    for ids in (s.ids, *(s.pax or ())):
+                        if ids is not None and (ids >= 0).any():
+                            self.pin(ids, f"touches the unsupported op {what}")
+                            touched = True
+        if touched:
+            self.opaque.setdefault(node.name, what)
         self.slots[node] = Slot()
 
 

@@ -24,6 +24,7 @@ class Slot:
     zero: np.ndarray | None = None
     pax: tuple[np.ndarray | None, ...] | None = None
     pnames: tuple[str, ...] = ()  # parameter names behind ``pax`` (for messages)
+    pzero: bool = True  # a parameter is zeroed with its unit; a buffer keeps its values
 
     def __post_init__(self) -> None:
         if self.ids is not None and self.zero is None:

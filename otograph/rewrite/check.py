@@ -7,7 +7,7 @@ import torch.fx as fx
 
 from otograph.errors import RewriteError
 from otograph.rewrite.plan import Plan
-from otograph.trace.fx import META, TensorInfo, Traced, eval_mode
+from otograph.trace.fx import META, TensorInfo, Traced, eval_mode, flat_inputs
 
 __all__ = ["check_shapes"]
 
@@ -33,9 +33,6 @@ def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan, names: dic
         info = node.meta.get(META)
         if isinstance(info, TensorInfo) and node.name in names:
             expected[names[node.name]] = plan.new_shape(node, info.shape)
-    placeholders = [n for n in compact.graph.nodes if n.op == "placeholder"]
-    args = list(traced.args)
-    for n in placeholders[len(args):]:
-        args.append(traced.kwargs[n.target] if n.target in traced.kwargs else n.args[0])
+    args = flat_inputs(compact, traced.args, traced.kwargs)
     with eval_mode(compact):
         _ShapeCheck(compact, expected).run(*args)

@@ -29,6 +29,7 @@ __all__ = ["shrink"]
 
 _JOIN_KINDS = {"add", "mul", "div", "where", "masked_fill", "cat", "matmul"}
 _SHAPE_ARGS = {"view", "reshape", "expand"}
+_ATEN_SHAPE = {"view", "reshape", "_unsafe_view", "expand"}
 
 
 def _tensors_by_id(root: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
@@ -146,15 +147,24 @@ class _Builder:
     def fix_sizes(self, node: fx.Node, new: fx.Node, kind: str | None) -> None:
         tgt = node.target
         name = tgt if isinstance(tgt, str) else getattr(tgt, "__name__", "")
-        if node.op == "call_method" and name in _SHAPE_ARGS or tgt is torch.reshape:
+        aten_name = name.split(".")[0] if isinstance(tgt, torch._ops.OpOverload) else None
+        if node.op == "call_method" and name in _SHAPE_ARGS or tgt is torch.reshape or aten_name in _ATEN_SHAPE:
             self._fix_shape_args(node, new)
+        elif aten_name == "slice":
+            self._fix_slice(node, new)
+        elif aten_name == "select":
+            self._fix_select(node, new)
         elif kind == "split":
             self._fix_split(node, new, name)
         elif tgt is operator.getitem and _shape(node.args[0]) is not None:
             self._fix_getitem(node, new)
         elif kind == "narrow":
             self._fix_narrow(node, new)
-        elif tgt is F.scaled_dot_product_attention:
+        elif kind in ("conv", "conv_transpose") and node.op == "call_function":
+            self._fix_conv_groups(node, new, kind)
+        elif kind == "groupnorm" and node.op == "call_function":
+            self._fix_group_norm(node, new)
+        elif tgt is F.scaled_dot_product_attention or aten_name == "scaled_dot_product_attention":
             q = node.args[0]
             qk = self.plan.keep(q)
             if len(_shape(q)) - 1 in qk and new.kwargs.get("scale") is None:
@@ -206,6 +216,61 @@ class _Builder:
         new.target = torch.split if node.op == "call_function" else "split"
         new.args = (new.args[0], sizes, dim)
         new.kwargs = {}
+
+    def _fix_conv_groups(self, node: fx.Node, new: fx.Node, kind: str) -> None:
+        """Functional/ATen grouped convolutions carry ``groups`` as an argument: whole groups go."""
+        pos = 6
+        groups = node.args[pos] if len(node.args) > pos else node.kwargs.get("groups", 1)
+        w = node.args[1]
+        if groups == 1 or not isinstance(w, fx.Node) or w.op != "get_attr":
+            return
+        rows = self.plan.params.get((w.target, 0))
+        if rows is None:
+            return
+        per = _shape(w)[0] // groups
+        new_groups = len(rows) // per
+        args = list(new.args)
+        if len(args) > pos:
+            args[pos] = new_groups
+            new.args = tuple(args)
+        else:
+            new.kwargs = {**new.kwargs, "groups": new_groups}
+
+    def _fix_group_norm(self, node: fx.Node, new: fx.Node) -> None:
+        x, groups = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs["num_groups"]
+        keep = self.plan.keep(x).get(1)
+        if keep is None:
+            return
+        new_groups = int(keep.sum()) // (_shape(x)[1] // groups)
+        if len(new.args) > 1:
+            new.args = (new.args[0], new_groups, *new.args[2:])
+        else:
+            new.kwargs = {**new.kwargs, "num_groups": new_groups}
+
+    def _fix_slice(self, node: fx.Node, new: fx.Node) -> None:
+        x, dim = node.args[0], node.args[1] if len(node.args) > 1 else 0
+        start = node.args[2] if len(node.args) > 2 else None
+        end = node.args[3] if len(node.args) > 3 else None
+        step = node.args[4] if len(node.args) > 4 else 1
+        shape = _shape(x)
+        keep = self.plan.keep(x).get(dim % len(shape))
+        if keep is None:
+            return
+        if step != 1 or not all(v is None or isinstance(v, int) for v in (start, end)):
+            raise RewriteError(f"cannot rewrite {node.format_node()} over a shrinking axis")
+        lo, hi, _ = slice(start, end).indices(shape[dim % len(shape)])
+        new.args = (new.args[0], dim, int(keep[:lo].sum()), int(keep[:hi].sum()))
+
+    def _fix_select(self, node: fx.Node, new: fx.Node) -> None:
+        x, dim, i = node.args[:3]
+        shape = _shape(x)
+        keep = self.plan.keep(x).get(dim % len(shape))
+        if keep is None:
+            return
+        j = i % shape[dim % len(shape)]
+        if not keep[j]:
+            raise RewriteError(f"{node.format_node()} selects a removed position")
+        new.args = (new.args[0], dim, int(keep[:j].sum()))
 
     def _fix_narrow(self, node: fx.Node, new: fx.Node) -> None:
         x, dim, start, length = (list(node.args) + [node.kwargs.get(k) for k in ("dim", "start", "length")])[:4]

@@ -125,9 +125,23 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
         >>> [n.op for n in t.gm.graph.nodes]
         ['placeholder', 'call_module', 'call_module', 'call_module', 'output']
     """
-    if frontend not in ("fx",):
-        raise UnsupportedInput(f"unknown frontend {frontend!r}; available: 'fx'")
+    if frontend not in ("fx", "export", "auto"):
+        raise UnsupportedInput(f"unknown frontend {frontend!r}; available: 'fx', 'export', 'auto'")
     args, kwargs = normalize_inputs(example_inputs)
+    if frontend == "auto":
+        try:
+            return trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend="fx")
+        except TraceError as e:
+            log.info("fx tracing failed (%s); trying torch.export", str(e).splitlines()[0])
+            return trace(model, example_inputs, frontend="export")
+    if frontend == "export":
+        from otograph.trace.export import export_graph
+
+        with eval_mode(model):
+            gm = export_graph(model, args, kwargs)
+        traced = Traced(gm, args, kwargs, "export", model)
+        record_shapes(traced)
+        return traced
     tracer = _Tracer(leaf_modules, autowrap)
     concrete = _concrete_args(model, args, kwargs)
     with eval_mode(model):
@@ -139,7 +153,8 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
                 f"torch.fx could not trace {type(model).__name__} inside module {where!r}: "
                 f"{type(e).__name__}: {e}\n"
                 f"Fix: declare it a leaf (trace(..., leaf_modules=[{where!r}]) or its class), "
-                f"or wrap the offending function (autowrap=[fn]).\n"
+                f"or wrap the offending function (autowrap=[fn]), or use the export frontend "
+                f"(frontend='export' or 'auto').\n"
                 f"{''.join(traceback.format_exception_only(type(e), e)).strip()}") from e
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     traced = Traced(gm, args, kwargs, "fx", model)
@@ -177,13 +192,23 @@ class _Recorder(fx.Interpreter):
 @torch.no_grad()
 def record_shapes(traced: Traced) -> None:
     """Run the example inputs through the graph and store each node's shape in ``node.meta``."""
-    placeholders = [n for n in traced.gm.graph.nodes if n.op == "placeholder"]
-    args = list(traced.args)
+    _Recorder(traced.gm).run(*flat_inputs(traced.gm, traced.args, traced.kwargs))
+
+
+def flat_inputs(gm: fx.GraphModule, args: tuple, kwargs: dict) -> list:
+    """Values for the graph's placeholders, in order (handles pytree-flattened exported graphs)."""
+    info = getattr(gm.graph._codegen, "pytree_info", None)
+    if info is not None and info.in_spec is not None:
+        import torch.fx._pytree as fx_pytree
+
+        return list(fx_pytree.tree_flatten_spec((args, kwargs), info.in_spec))
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    args = list(args)
     for n in placeholders[len(args):]:
-        if n.target in traced.kwargs:
-            args.append(traced.kwargs[n.target])
+        if n.target in kwargs:
+            args.append(kwargs[n.target])
         elif n.args:
             args.append(n.args[0])
         else:
             raise UnsupportedInput(f"no example value for input {n.target!r}")
-    _Recorder(traced.gm).run(*args)
+    return args

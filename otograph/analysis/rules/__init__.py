@@ -1,6 +1,7 @@
 """Rule families; importing this package fills the registry."""
 
 from otograph.analysis.rules import (  # noqa: F401  (registration side effects)
+    aten,
     attention,
     composition,
     contraction,

@@ -44,7 +44,7 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
             zeros.append(pad_left(s.zero, nd))
         elif s.pax is not None:
             pax_ops.append(((None,) * (nd - len(s.pax)) + tuple(s.pax), s))
-            zeros.append(np.array(True))
+            zeros.append(np.array(s.pzero))
         elif shp is None and isinstance(x, (int, float, bool)):
             zeros.append(np.array(x == 0))
         else:
@@ -53,7 +53,7 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
         tensor_ops = [x for x in operands if call.shape(x) is not None]
         if len(pax_ops) == 1 and len(tensor_ops) == 1:
             pax, s = pax_ops[0]
-            return Slot(pax=pax, pnames=s.pnames)
+            return Slot(pax=pax, pnames=s.pnames, pzero=s.pzero)
         for _, s in pax_ops:
             call.pin_slot(s, f"parameter {s.pnames[0]} is combined with other constants in {call.name}")
         return Slot()

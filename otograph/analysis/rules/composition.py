@@ -108,7 +108,7 @@ def _split(call):
     x = call.arg(0, "input")
     nd = len(call.shape(x))
     target = call.node.target
-    name = getattr(target, "__name__", target)
+    name = getattr(target, "__name__", target).split(".")[0]
     if name in ("unbind",):
         axis = norm_axis(call.arg(1, "dim", 0), nd)
         s = call.slot(x)

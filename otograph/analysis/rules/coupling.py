@@ -47,7 +47,8 @@ def _layernorm(call):
         has_bias = getattr(call.module, "bias", None) is not None
     else:
         k = len(call.arg(1, "normalized_shape"))
-        has_bias = call.arg(3, "bias") is not None
+        is_rms = getattr(call.node.target, "__name__", "").startswith("rms_norm")
+        has_bias = not is_rms and call.arg(3, "bias") is not None
     axes = list(range(nd - k, nd))
     if _varies(s, axes):
         call.pin(s.ids, f"is normalised over by {call.name}: its mean/variance use every channel")
@@ -66,7 +67,7 @@ _REDUCE = ["sum", "mean", "amax", "amin", "std", "var", "norm", "logsumexp", "na
 @register("reduce", "coupling", [getattr(torch, n) for n in _REDUCE] + ["method:" + n for n in _REDUCE])
 def _reduce(call):
     target = call.node.target
-    name = target if isinstance(target, str) else target.__name__
+    name = (target if isinstance(target, str) else target.__name__).split(".")[0]
     x = call.arg(0, "input")
     s, shape = call.slot(x), call.shape(x)
     nd = len(shape)
@@ -116,7 +117,8 @@ def _like(call):
     if s.ids is None:
         call.set_out(Slot())
         return
-    call.set_out(Slot(s.ids, np.full(s.ids.shape, call.node.target is torch.zeros_like)))
+    name = getattr(call.node.target, "__name__", "").split(".")[0]
+    call.set_out(Slot(s.ids, np.full(s.ids.shape, name == "zeros_like")))
 
 
 @register("pow", "passthrough", [torch.pow, "method:pow", __import__("operator").pow])

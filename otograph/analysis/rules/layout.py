@@ -42,7 +42,7 @@ def _reshape(call):
             call.pin_slot(s, f"parameter {s.pnames[0]} is reshaped by {call.name}")
             call.set_out(Slot())
         else:
-            call.set_out(Slot(pax=pax, pnames=s.pnames))
+            call.set_out(Slot(pax=pax, pnames=s.pnames, pzero=s.pzero))
         return
     if s.ids is None:
         call.set_out(Slot())
@@ -57,7 +57,7 @@ def _reshape(call):
 
 def _permute_slot(s: Slot, dims) -> Slot:
     if s.pax is not None:
-        return Slot(pax=tuple(s.pax[d] for d in dims), pnames=s.pnames)
+        return Slot(pax=tuple(s.pax[d] for d in dims), pnames=s.pnames, pzero=s.pzero)
     if s.ids is None:
         return Slot()
     return Slot(np.transpose(s.ids, dims), np.transpose(s.zero, dims))
@@ -78,7 +78,8 @@ def _permute(call):
 def _transpose(call):
     x = call.arg(0, "input")
     nd = len(call.shape(x))
-    if call.node.target in (torch.t, "t", "mT") or nd < 2 and call.arg(1) is None:
+    name = getattr(call.node.target, "__name__", call.node.target).split(".")[0]
+    if name in ("t", "mT") or nd < 2 and call.arg(1) is None:
         a, b = nd - 2, nd - 1
     else:
         a, b = norm_axis(call.arg(1, "dim0"), nd), norm_axis(call.arg(2, "dim1"), nd)
@@ -94,7 +95,7 @@ def _expand(call):
     x = call.arg(0, "input")
     s, nd = call.slot(x), len(call.out_shape)
     if s.pax is not None:
-        call.set_out(Slot(pax=(None,) * (nd - len(s.pax)) + tuple(s.pax), pnames=s.pnames))
+        call.set_out(Slot(pax=(None,) * (nd - len(s.pax)) + tuple(s.pax), pnames=s.pnames, pzero=s.pzero))
     elif s.ids is None:
         call.set_out(Slot())
     else:

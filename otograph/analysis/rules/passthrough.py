@@ -80,9 +80,23 @@ def _pad(call):
     call.set_out(pass_through(call, x, None if (mode == "constant" and value == 0) else False))
 
 
+def _norm_tensors(call) -> dict[str, torch.Tensor | None]:
+    """weight/bias/running stats of a norm module, F.batch_norm or aten.batch_norm/group_norm call."""
+    names = ("weight", "bias", "running_mean", "running_var")
+    if call.module is not None:
+        return {n: getattr(call.module, n, None) for n in names}
+    if call.kind == "groupnorm":
+        return {"weight": call.tensor(call.arg(2, "weight")), "bias": call.tensor(call.arg(3, "bias"))}
+    if call.kind_src == "aten":  # batch_norm(input, weight, bias, running_mean, running_var, training, …)
+        pos = {"weight": 1, "bias": 2, "running_mean": 3, "running_var": 4}
+    else:  # F.batch_norm / F.instance_norm(input, running_mean, running_var, weight, bias, …)
+        pos = {"running_mean": 1, "running_var": 2, "weight": 3, "bias": 4}
+    return {n: call.tensor(call.arg(i, n)) for n, i in pos.items()}
+
+
 def _affine(call, x, axis: int, zero_without_affine: bool):
     """Per-channel norm along ``axis``: affine params join the space and force zeros."""
-    m = call.module
+    tensors = _norm_tensors(call)
     s = call.slot(x)
     if s.ids is None:
         call.set_out(Slot())
@@ -92,55 +106,61 @@ def _affine(call, x, axis: int, zero_without_affine: bool):
     chan_flat = chan.reshape(-1, C)
     for name, role in (("weight", PRODUCER), ("bias", PRODUCER), ("running_mean", BUFFER),
                        ("running_var", BUFFER)):
-        t = getattr(m, name, None)
+        t = tensors.get(name)
         if isinstance(t, torch.Tensor) and t.ndim == 1 and t.shape[0] == C:
             call.union(call.param_ids(t, 0, role)[None, :], chan_flat)
-    affine = getattr(m, "weight", None) is not None and getattr(m, "bias", None) is not None
+    affine = tensors.get("weight") is not None and tensors.get("bias") is not None
     if affine:
         return Slot(s.ids, np.ones(s.ids.shape, bool))
     return Slot(s.ids, s.zero if zero_without_affine else np.zeros(s.ids.shape, bool))
 
 
-@register("batchnorm", "passthrough", [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm])
+@register("batchnorm", "passthrough", [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+                                       F.batch_norm], accepts_params=True)
 def _batchnorm(call):
-    m = call.module
     # without affine, eval-mode BN maps a zero slice to -mean/std: not zero
-    call.set_out(_affine(call, call.arg(0, "input"), 1, not m.track_running_stats))
+    stats = _norm_tensors(call).get("running_mean") is not None
+    call.set_out(_affine(call, call.arg(0, "input"), 1, not stats))
 
 
-@register("instancenorm", "passthrough", [nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d])
+@register("instancenorm", "passthrough", [nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+                                          F.instance_norm], accepts_params=True)
 def _instancenorm(call):
-    m = call.module
-    call.set_out(_affine(call, call.arg(0, "input"), 1, not m.track_running_stats))
+    stats = _norm_tensors(call).get("running_mean") is not None
+    call.set_out(_affine(call, call.arg(0, "input"), 1, not stats))
 
 
-@register("groupnorm", "coupling", [nn.GroupNorm])
+@register("groupnorm", "coupling", [nn.GroupNorm, F.group_norm], accepts_params=True)
 def _groupnorm(call):
-    m = call.module
     x = call.arg(0, "input")
     s = call.slot(x)
     if s.ids is None:
         call.set_out(Slot())
         return
-    C, G = m.num_channels, m.num_groups
+    C = call.shape(x)[1]
+    G = call.module.num_groups if call.module is not None else call.arg(1, "num_groups")
+    affine = _norm_tensors(call).get("weight") is not None
     chan = np.moveaxis(np.broadcast_to(s.ids, s.ids.shape[:1] + (C,) + s.ids.shape[2:]), 1, 0).reshape(C, -1)
     for g in range(G):  # a norm group is normalised together: it is one unit
         call.an.union_all(chan[g * (C // G):(g + 1) * (C // G)])
     out = _affine(call, x, 1, True)
-    if not m.affine:
+    if not affine:
         call.pin(s.ids, f"{call.name} has no affine parameters to zero a norm group")
     call.set_out(out)
 
 
-@register("prelu", "passthrough", [nn.PReLU])
+@register("prelu", "passthrough", [nn.PReLU, F.prelu], accepts_params=True)
 def _prelu(call):
-    m = call.module
+    w = call.module.weight if call.module is not None else call.tensor(call.arg(1, "weight"))
     x = call.arg(0, "input")
     s = call.slot(x)
-    if s.ids is not None and m.weight.numel() > 1:
-        C = m.weight.numel()
+    if w is None:
+        call.an._opaque(call.node, f"{call.name} with a computed weight")
+        return
+    if s.ids is not None and w.numel() > 1:
+        C = w.numel()
         chan = np.moveaxis(np.broadcast_to(s.ids, s.ids.shape[:1] + (C,) + s.ids.shape[2:]), 1, -1)
-        call.union(call.param_ids(m.weight, 0, CONSUMER)[None, :], chan.reshape(-1, C))
+        call.union(call.param_ids(w, 0, CONSUMER)[None, :], chan.reshape(-1, C))
     call.set_out(pass_through(call, x, None))
 
 

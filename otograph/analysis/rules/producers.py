@@ -8,7 +8,9 @@ Grouped convolutions keep whole conv groups: a group's input and output channels
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from otograph.analysis.rules.common import axis_ids, norm_axis
 from otograph.analysis.rules.registry import register
@@ -77,23 +79,45 @@ _CONV = [nn.Conv1d, nn.Conv2d, nn.Conv3d]
 _CONVT = [nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d]
 
 
-@register("conv", "producer", _CONV)
+def _weights(call, w_arg: int, b_arg: int):
+    """``(weight, bias)`` of a module call or of a functional/ATen call on parameters; None if the
+    weight is computed (then the op is treated as opaque)."""
+    if call.module is not None:
+        return call.module.weight, call.module.bias
+    w, b = call.tensor(call.arg(w_arg, "weight")), call.arg(b_arg, "bias")
+    if w is None or (b is not None and call.tensor(b) is None):
+        call.an._opaque(call.node, f"{call.name} with computed weights")
+        return None
+    return w, call.tensor(b) if b is not None else None
+
+
+@register("conv", "producer", _CONV + [F.conv1d, F.conv2d, F.conv3d], accepts_params=True)
 def _conv(call):
-    m = call.module
-    _conv_like(call, call.arg(0, "input"), m.weight, m.bias, m.groups, False)
+    wb = _weights(call, 1, 2)
+    if wb is None:
+        return
+    groups = call.module.groups if call.module is not None else call.arg(6, "groups", 1)
+    _conv_like(call, call.arg(0, "input"), *wb, groups, False)
 
 
-@register("conv_transpose", "producer", _CONVT)
+@register("conv_transpose", "producer", _CONVT + [F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d],
+          accepts_params=True)
 def _conv_t(call):
-    m = call.module
-    if call.arg(1, "output_size") is not None:
+    if call.module is not None and call.arg(1, "output_size") is not None:
         call.pin(call.slot(call.arg(0, "input")).ids, f"{call.name} is called with output_size")
-    _conv_like(call, call.arg(0, "input"), m.weight, m.bias, m.groups, True)
+    wb = _weights(call, 1, 2)
+    if wb is None:
+        return
+    groups = call.module.groups if call.module is not None else call.arg(6, "groups", 1)
+    _conv_like(call, call.arg(0, "input"), *wb, groups, True)
 
 
-@register("linear", "producer", [nn.Linear])
+@register("linear", "producer", [nn.Linear, F.linear], accepts_params=True)
 def _linear(call):
-    m = call.module
+    wb = _weights(call, 1, 2)
+    if wb is None:
+        return
+    weight, bias = wb
     x = call.arg(0, "input")
     s = call.slot(x)
     shp = call.shape(x)
@@ -101,20 +125,46 @@ def _linear(call):
     if s.ids is not None and _other_axes_vary(s.ids, last):
         call.pin(s.ids, f"is structured along a non-feature axis at the input of {call.name}")
         s = Slot()
-    w_in = call.param_ids(m.weight, 1, CONSUMER)
+    w_in = call.param_ids(weight, 1, CONSUMER)
     if s.ids is not None:
         call.union(w_in, axis_ids(s.ids, last, shp[last]))
         call.require_zero(s.ids, s.zero, "the input features of")
-    out_ids = call.param_ids(m.weight, 0, PRODUCER)
-    if m.bias is not None:
-        call.union(call.param_ids(m.bias, 0, PRODUCER), out_ids)
+    out_ids = call.param_ids(weight, 0, PRODUCER)
+    if bias is not None:
+        call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
     out_shape = call.out_shape
     call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids))
 
 
-@register("embedding", "producer", [nn.Embedding])
+@register("embedding", "producer", [nn.Embedding], accepts_params=True)
 def _embedding(call):
-    m = call.module
+    # nn.Embedding(indices); F.embedding(indices, weight); aten.embedding(weight, indices)
+    if call.module is not None:
+        weight = call.module.weight
+    else:
+        weight = call.tensor(call.arg(0)) if call.kind_src == "aten" else call.tensor(call.arg(1, "weight"))
+    if weight is None:
+        call.an._opaque(call.node, f"{call.name} with a computed table")
+        return
     out_shape = call.out_shape
-    out_ids = call.param_ids(m.weight, 1, PRODUCER)
+    out_ids = call.param_ids(weight, 1, PRODUCER)
     call.set_out(_out_slot(out_shape, norm_axis(-1, len(out_shape)), out_ids))
+
+
+@register("addmm", "producer", [torch.addmm], accepts_params=True)
+def _addmm(call):
+    """``bias + x @ W`` with ``W`` stored (in, out): Hugging Face's GPT-2 ``Conv1D``."""
+    bias, x, w = call.tensor(call.arg(0)), call.arg(1), call.tensor(call.arg(2))
+    if w is None or bias is None or w.ndim != 2:
+        call.an._opaque(call.node, f"{call.name} on computed operands")
+        return
+    s = call.slot(x)
+    if s.ids is not None and _other_axes_vary(s.ids, 1):
+        call.pin(s.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        s = Slot()
+    if s.ids is not None:
+        call.union(call.param_ids(w, 0, CONSUMER), axis_ids(s.ids, 1, w.shape[0]))
+        call.require_zero(s.ids, s.zero, "the input features of")
+    out_ids = call.param_ids(w, 1, PRODUCER)
+    call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    call.set_out(_out_slot(call.out_shape, 1, out_ids))

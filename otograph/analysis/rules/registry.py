@@ -61,7 +61,9 @@ class Registry:
         if node.op == "call_method":
             return self.kinds.get("method:" + node.target)
         if node.op == "call_function":
-            return self.kinds.get(node.target)
+            kind = self.kinds.get(node.target)
+            packet = getattr(node.target, "overloadpacket", None)  # ATen overload → its packet
+            return kind if kind is not None or packet is None else self.kinds.get(packet)
         return None
 
 
