@@ -252,7 +252,7 @@ def cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from otograph.errors import OtographError
+    from otograph.errors import OtographError, TraceError
 
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -267,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; nothing half-written was left behind")
         return 130
+    except TraceError as e:
+        import re
+
+        where = re.search(r"inside module '([^']+)'", str(e))
+        hint = (f"\nOn the command line: add --leaf {where.group(1)} (or its class name) to keep that module "
+                f"whole." if where and where.group(1) != "<root>" else "")
+        _err(f"{e}{hint}")
+        return 2
     except OtographError as e:
         _err(str(e))
         return 2

@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _one_torch_thread():
+    """Small models: one thread is fastest and avoids OpenMP oversubscription on shared CI boxes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``otograph ARGS`` in this process: returns (exit status, stdout, stderr)."""
+    from otograph.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="package")
+def pruned_run(tmp_path_factory):
+    """One short prune of the built-in model (2 epochs), shared by the tests that read its folder."""
+    from otograph.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "default"
+    assert main(["prune", "--epochs", "2", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
