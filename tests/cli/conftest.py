@@ -31,11 +31,11 @@ def cli(capsys):
 
 @pytest.fixture(scope="package")
 def pruned_run(tmp_path_factory):
-    """One short prune of the built-in model (2 epochs), shared by the tests that read its folder."""
+    """The built-in default run (what ``bash scripts/prune.sh`` does), shared by the tests that read it."""
     from otograph.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "default"
-    assert main(["prune", "--epochs", "2", "--out", str(out), "-q"]) == 0
+    assert main(["prune", "--out", str(out), "-q"]) == 0
     return out
 
 
