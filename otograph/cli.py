@@ -37,6 +37,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", metavar="1,3,224,224", help="example input shape (default: from the model spec)")
     p.add_argument("--leaf", action="append", default=[], metavar="MODULE",
                    help="keep this module (qualified name or class name) as one call when tracing; repeatable")
+    p.add_argument("--frontend", choices=("fx", "export", "auto"), default=None,
+                   help="tracer: torch.fx (default), torch.export (default for .pt2 files), or fx then export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,10 +131,15 @@ def _leaves(model, names: list[str]) -> tuple:
     return tuple(out)
 
 
-def _space(loaded, leaves):
+def _frontend(loaded, frontend: str | None) -> str:
+    return frontend or ("export" if loaded.kind == "pt2" else "fx")
+
+
+def _space(loaded, leaves, frontend: str | None = None):
     import otograph
 
-    return otograph.search_space(loaded.model, loaded.example_inputs, leaf_modules=leaves)
+    return otograph.search_space(loaded.model, loaded.example_inputs, leaf_modules=leaves,
+                                 frontend=_frontend(loaded, frontend))
 
 
 def _run_folder(spec: str) -> Path | None:
@@ -147,7 +154,7 @@ def cmd_trace(args) -> int:
     from otograph.report.tables import space_json, space_table
 
     loaded, leaves = _load(args.model, args)
-    space = _space(loaded, leaves)
+    space = _space(loaded, leaves, args.frontend)
     if args.json:
         print(json.dumps({"model": loaded.spec, "class": type(loaded.model).__name__,
                           "input_shape": list(loaded.input_shape or []), **space_json(space)}, indent=1))
@@ -175,7 +182,7 @@ def cmd_viz(args) -> int:
     if args.removed:
         removed = json.loads(Path(args.removed).read_text())
     loaded, leaves = _load(spec, args)
-    space = _space(loaded, leaves)
+    space = _space(loaded, leaves, args.frontend)
     title = f"{loaded.spec} ({type(loaded.model).__name__})"
     out = render(space, args.output, removed=removed, depth=args.depth, title=title)
     if out.message:
@@ -196,7 +203,8 @@ def cmd_prune(args) -> int:
                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                      weight_decay=args.weight_decay, periods=args.periods, cric=args.cric,
                      baseline=not args.no_baseline, seed=args.seed, leaf_modules=tuple(args.leaf),
-                     progress=not args.quiet, threads=args.threads)
+                     progress=not args.quiet, threads=args.threads,
+                     frontend=args.frontend)
     if Path(o.out).exists() and not o.force:  # fail before any work
         from otograph.io import OutputExists
 
@@ -256,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = build_parser()
     args = ap.parse_args(argv)
+    import os
+
+    if os.getcwd() not in sys.path:  # like `python -m`: module.path:factory specs resolve from here
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     if args.command is None:
         ap.print_help()
@@ -271,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         import re
 
         where = re.search(r"inside module '([^']+)'", str(e))
-        hint = (f"\nOn the command line: add --leaf {where.group(1)} (or its class name) to keep that module "
-                f"whole." if where and where.group(1) != "<root>" else "")
+        hint = ""
+        if where and where.group(1) != "<root>":
+            hint = f"\nOn the command line: add --leaf {where.group(1)} (or its class name) to keep that module whole"
+        if getattr(args, "frontend", None) != "export" and "torch.export" not in str(e):
+            hint += (", or try --frontend export." if hint else "\nOn the command line: try --frontend export.")
         _err(f"{e}{hint}")
         return 2
     except OtographError as e:

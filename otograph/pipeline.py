@@ -60,6 +60,7 @@ class PruneOptions:
     baseline: bool = True        # also train the dense model with the same recipe, for "before"
     seed: int = 0
     leaf_modules: tuple[str, ...] = ()
+    frontend: str | None = None  # "fx" | "export" | "auto"; None: export for .pt2 files, else fx
     threads: int | None = None   # torch threads; None: 1 for the built-in model, else torch's default
     progress: bool = True
     save_reference: bool = True
@@ -207,7 +208,8 @@ def prune(o: PruneOptions, say: Callable[[str], None] = log.info) -> dict:
     data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
     model, example = loaded.model, loaded.example_inputs
     say(f"tracing {o.model} ({type(model).__name__}) with input {loaded.input_shape}")
-    space = otograph.search_space(model, example, leaf_modules=o.leaf_modules)
+    frontend = o.frontend or ("export" if loaded.kind == "pt2" else "fx")
+    space = otograph.search_space(model, example, leaf_modules=o.leaf_modules, frontend=frontend)
     if not space.prunable_groups:
         raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space.summary()}")
     say(f"search space: {space!r}")

@@ -60,3 +60,11 @@ def test_unknown_model_spec_is_an_error_not_a_traceback(cli):
     code, out, err = cli("trace", "torchvision:not_a_model")
     assert code == 2 and out == ""
     assert err.startswith("otograph: error: unknown torchvision model 'not_a_model'")
+
+
+def test_trace_a_saved_pt2_uses_the_export_frontend(cli, pruned_run):
+    code, out, _ = cli("trace", pruned_run / "model.pt2")
+    assert code == 0
+    assert "6 groups, 5 prunable" in out
+    code, _, err = cli("trace", pruned_run / "model.pt2", "--frontend", "fx")
+    assert code == 2 and "could not trace" in err and "--frontend export" in err
