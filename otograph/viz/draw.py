@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 import graphviz
 import torch.fx as fx
 
+from otograph.trace.fx import META, TensorInfo
 from otograph.viz.mapping import module_path, node_groups, shapes_after
 
 __all__ = ["draw", "group_color", "auto_depth"]
@@ -42,7 +43,35 @@ def group_color(gid: str, light: bool = False) -> str:
 
 
 def _drawn(gm: fx.GraphModule) -> list[fx.Node]:
-    return [n for n in gm.graph.nodes if n.op != "get_attr"]
+    """Ops on tensors: parameters (get_attr) and size arithmetic (shape, asserts) are left out."""
+    keep = []
+    for n in gm.graph.nodes:
+        if n.op in ("placeholder", "output"):
+            keep.append(n)
+        elif n.op != "get_attr" and _carries_tensor(n.meta.get(META)):
+            keep.append(n)
+    return keep
+
+
+def _carries_tensor(v) -> bool:
+    if isinstance(v, TensorInfo):
+        return True
+    if isinstance(v, (tuple, list)):
+        return any(_carries_tensor(x) for x in v)
+    if isinstance(v, dict):
+        return any(_carries_tensor(x) for x in v.values())
+    return False
+
+
+def _groups_by_module(space) -> dict[str, list[str]]:
+    """Module path → ids of the groups whose producer parameters live in it (in order of the space)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for g in space.groups:
+        for m in g.producers:
+            mod = m.param.rsplit(".", 1)[0] if "." in m.param else ""
+            if g.id not in out[mod]:
+                out[mod].append(g.id)
+    return out
 
 
 def _item(node: fx.Node, depth: int) -> tuple[str, bool]:
@@ -105,6 +134,7 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
     depth = depth or auto_depth(gm, max_items)
     nodes = _drawn(gm)
     item = {n: _item(n, depth) for n in nodes}
+    by_module = _groups_by_module(space)
 
     g = graphviz.Digraph("search_space", graph_attr={
         "rankdir": "TB", "fontname": _FONT, "fontsize": "12", "ranksep": "0.28", "nodesep": "0.25",
@@ -148,19 +178,23 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
         out_groups = ng.get(ns[-1], ())
         if key.startswith("box:"):
             path = key[4:]
-            inner = [gid for gid in dict.fromkeys(x for n in ns for x in ng.get(n, ()))
+            owned = [gid for mod, gids in by_module.items() if mod == path or mod.startswith(path + ".")
+                     for gid in gids]
+            inner = [gid for gid in dict.fromkeys([*(x for n in ns for x in ng.get(n, ())), *owned])
                      if gid not in entering[key] and gid not in out_groups]
-            rows = [f'<tr><td colspan="2"><b>{html.escape(path)}</b> '
-                    f'<font color="#666666">{html.escape(_module_type(root, path))}, {len(ns)} ops</font></td></tr>']
+            head = (f'<b>{html.escape(path)}</b> <font color="#666666">'
+                    f'{html.escape(_module_type(root, path))}, {len(ns)} ops</font>')
+            rows = []
             for gid in inner[:6]:
                 k, t = kept_total[gid]
                 units = f"{k}/{t}" if k != t else f"{t}"
                 mark = "" if groups[gid].prunable else " (fixed)"
-                rows.append(f'<tr><td bgcolor="{group_color(gid)}" width="10"></td>'
-                            f'<td align="left">{html.escape(gid.split(".")[-1])}: {units}{mark}</td></tr>')
+                name = gid[len(path) + 1:] if gid.startswith(path + ".") else gid
+                rows.append(f'<tr><td align="left"><font color="{group_color(gid)}">■</font> '
+                            f'{html.escape(name)}: {units}{mark}</td></tr>')
             if len(inner) > 6:
-                rows.append(f'<tr><td colspan="2">+{len(inner) - 6} more groups</td></tr>')
-            label = ('<<table border="0" cellborder="0" cellspacing="1" cellpadding="1">'
+                rows.append(f'<tr><td align="left">+{len(inner) - 6} more groups</td></tr>')
+            label = (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1"><tr><td>{head}</td></tr>'
                      + "".join(rows) + "</table>>")
             prefix = tuple(path.split("."))[:-1]
             attrs = {"label": label, "fillcolor": "#f4f4f4", "color": "#666666"}
