@@ -26,8 +26,9 @@ __all__ = ["draw", "group_color", "auto_depth"]
 
 _FONT = "Helvetica"
 _GREY = "#9a9a9a"
-_LEGEND = ("groups: colour, id, units kept/total, state.  Solid edge: prunable channel space; dashed: "
-           "unprunable.  Edge label: shape without batch, C→C′ where units were removed")
+_LEGEND = ('<font color="#555555">Groups: colour, id, units kept/total, state.<br align="left"/>'
+           "Edges are tensors coloured by their group: solid prunable, dashed unprunable;<br align=\"left\"/>"
+           'labelled with the shape without batch, C→C′ where units were removed.<br align="left"/></font>')
 
 
 def group_color(gid: str, light: bool = False) -> str:
@@ -253,7 +254,7 @@ def _legend(space, kept_total: dict[str, tuple[int, int]]) -> graphviz.Digraph:
         units = f"{k}/{t}" if k != t else f"{t}"
         state = "prunable" if grp.prunable else html.escape(_short(f"unprunable: {grp.reason}", 60))
         color = group_color(grp.id)
-        cells.append(f'<td bgcolor="{color}" width="14"></td><td align="left">{html.escape(grp.id)}</td>'
+        cells.append(f'<td align="left"><font color="{color}">■</font> {html.escape(grp.id)}</td>'
                      f'<td align="right">{units}</td><td align="left"><font color="{"#333333" if grp.prunable else "#aa3333"}">'
                      f"{state}</font></td>")
     ncols = max(1, -(-len(cells) // rows_per_col))
@@ -263,11 +264,12 @@ def _legend(space, kept_total: dict[str, tuple[int, int]]) -> graphviz.Digraph:
         row = []
         for c in range(ncols):
             i = c * nrows + r
-            row.append(cells[i] if i < len(cells) else '<td colspan="4"></td>')
+            row.append(cells[i] if i < len(cells) else '<td colspan="3"></td>')
         body.append("<tr>" + '<td width="12"></td>'.join(row) + "</tr>")
-    label = ('<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">' + "".join(body)
+    head = f'<tr><td colspan="{4 * ncols - 1}" align="left">{_LEGEND}</td></tr>'
+    label = ('<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">' + head + "".join(body)
              + "</table>>")
-    leg = graphviz.Digraph(name="cluster_legend", graph_attr={"label": _LEGEND, "style": "rounded",
+    leg = graphviz.Digraph(name="cluster_legend", graph_attr={"label": "legend", "style": "rounded",
                                                                 "color": "#bbbbbb", "fontsize": "10"})
     leg.node("legend", label=label, shape="plaintext", style="")
     if space.opaque:
