@@ -39,7 +39,9 @@ def pruned_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture
 def subprocess_env() -> dict:
+    """Environment for a child ``python``: finds ``cli_models``, one torch thread."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["OMP_NUM_THREADS"] = "1"

@@ -10,7 +10,6 @@ import time
 
 import pytest
 import torch
-from conftest import subprocess_env
 
 ARTEFACTS = ("model.pt2", "state_dict.pt", "model.py", "report.md", "search_space.svg", "training.png",
              "run.json", "removed_units.json", "reference.pt2")
@@ -104,10 +103,10 @@ def test_ctrl_c_while_writing_files_leaves_nothing(cli, tmp_path, monkeypatch):
     assert code == 130 and list(tmp_path.iterdir()) == []
 
 
-def test_sigint_to_a_running_prune_leaves_nothing(tmp_path):
+def test_sigint_to_a_running_prune_leaves_nothing(tmp_path, subprocess_env):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "otograph.cli", "prune", "--data", "cli_models:slow_data",
-                             "--out", str(out), "--epochs", "3", "-q"], env=subprocess_env(),
+                             "--out", str(out), "--epochs", "3", "-q"], env=subprocess_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".run.partial") for p in tmp_path.iterdir()):
