@@ -41,8 +41,8 @@ def pruned_run(tmp_path_factory):
 
 @pytest.fixture
 def subprocess_env() -> dict:
-    """Environment for a child ``python``: finds ``cli_models``, one torch thread."""
+    """Environment for a child ``python``: finds ``cli.cli_models``, one torch thread."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["OMP_NUM_THREADS"] = "1"
     return env

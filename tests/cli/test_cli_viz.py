@@ -40,7 +40,7 @@ def test_node_groups_follow_the_residual_space(small_space):
 
 
 def test_unprunable_spaces_are_dashed_with_their_reason(cli, tmp_path):
-    code, _, err = cli("viz", "cli_models:with_cumsum", "-o", tmp_path / "c.dot")
+    code, _, err = cli("viz", "cli.cli_models:with_cumsum", "-o", tmp_path / "c.dot")
     assert code == 0 and "wrote" in err
     src = (tmp_path / "c.dot").read_text()
     edges = [line for line in src.splitlines() if "->" in line and group_color("a") in line]

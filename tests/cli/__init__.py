@@ -1,0 +1,1 @@
+"""CLI tests (a package, so its conftest does not clash with tests/conftest.py)."""
