@@ -211,7 +211,7 @@ class Analysis:
         obj = self.gm
         for part in node.target.split("."):
             obj = getattr(obj, part)
-        if isinstance(obj, torch.Tensor) and obj.ndim > 0 and id(obj) in self.canon:
+        if isinstance(obj, torch.Tensor) and obj.ndim > 0 and obj.is_floating_point() and id(obj) in self.canon:
             name = self.canon[id(obj)]
             is_param = isinstance(obj, torch.nn.Parameter)
             role = "producer" if is_param else "buffer"

