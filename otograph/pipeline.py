@@ -213,6 +213,9 @@ def prune(o: PruneOptions, say: Callable[[str], None] = log.info) -> dict:
     if not space.prunable_groups:
         raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space.summary()}")
     say(f"search space: {space!r}")
+    if kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
+        raise otograph.OtographError(f"{o.model}: no FLOPs could be attributed to the prunable groups, so a "
+                                     f"FLOPs budget cannot be met; use --target-params or --sparsity")
     steps_per_epoch = len(data.train)
     total = o.epochs * steps_per_epoch
     start = int(round(o.pruning_start * total))
