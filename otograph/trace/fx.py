@@ -103,7 +103,8 @@ class _Tracer(fx.Tracer):
 def eval_mode(model: torch.nn.Module):
     """Trace in eval mode (the graph is specialised to it), restore the caller's modes after."""
     modes = {m: m.training for m in model.modules()}
-    model.eval()
+    for m in modes:  # not model.eval(): exported (unlifted) modules refuse it
+        m.training = False
     try:
         yield
     finally:
