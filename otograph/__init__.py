@@ -5,7 +5,8 @@ from otograph.analysis.rules.registry import register_op
 from otograph.errors import AnalysisError, OtographError, RewriteError, TraceError
 from otograph.rewrite import compress, verify
 from otograph.trace import Traced, trace
+from otograph.viz import render as viz
 
-__all__ = ["trace", "search_space", "compress", "verify", "register_op", "Traced", "SearchSpace", "Group",
+__all__ = ["trace", "search_space", "compress", "verify", "viz", "register_op", "Traced", "SearchSpace", "Group",
            "Member", "OtographError", "TraceError", "AnalysisError", "RewriteError"]
 __version__ = "0.1.0"

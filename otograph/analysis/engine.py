@@ -111,6 +111,12 @@ class Call:
             return obj if isinstance(obj, torch.Tensor) else None
         return None
 
+    def add_flops(self, weight: torch.Tensor, out_elems: int, out_channels: int) -> None:
+        """Multiply-adds of a weight op: each output element costs ``2·weight.numel()/out_channels``."""
+        name = self.an.canon[id(weight)]
+        self.an.weight_flops[name] = self.an.weight_flops.get(name, 0.0) + 2.0 * out_elems * (
+            weight.numel() / max(1, out_channels))
+
     def param_ids(self, tensor: torch.Tensor, axis: int, role: str) -> np.ndarray:
         name = self.an.canon[id(tensor)]
         is_param = isinstance(tensor, torch.nn.Parameter)
@@ -132,6 +138,7 @@ class Analysis:
         self.pins: list[tuple[np.ndarray, str]] = []
         self._seen: list[np.ndarray] = []
         self.opaque: dict[str, str] = {}
+        self.weight_flops: dict[str, float] = {}  # FLOPs of the ops each weight takes part in
         self.canon: dict[int, str] = {}
         for name, t in self.gm.named_parameters():
             self.canon.setdefault(id(t), name)

@@ -83,17 +83,10 @@ def _module_of(param: str) -> str:
     return param.rsplit(".", 1)[0] if "." in param else param
 
 
-def _module_flops(traced) -> tuple[int, dict[str, int]]:
-
+def _total_flops(traced) -> int:
     from otograph.rewrite.verify import flop_counter
 
-    counter = flop_counter(traced.gm, (traced.args, traced.kwargs))
-    per = {}
-    for mod, ops in counter.get_flop_counts().items():
-        # keys are "<RootClass>.<path>"; "Global" and the bare root are totals
-        if "." in mod:
-            per[mod.split(".", 1)[1]] = int(sum(ops.values()))
-    return int(counter.get_total_flops()), per
+    return int(flop_counter(traced.gm, (traced.args, traced.kwargs)).get_total_flops())
 
 
 def build_space(an: Analysis) -> SearchSpace:
@@ -118,7 +111,7 @@ def build_space(an: Analysis) -> SearchSpace:
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for c, eis in comp_entries.items():
         by_key[(tuple(eis), c in pinned)].append(c)
-    total_flops, mod_flops = _module_flops(an.traced)
+    total_flops = _total_flops(an.traced)
     params = dict(an.gm.named_parameters())
     buffers = dict(an.gm.named_buffers())
     groups: list[Group] = []
@@ -143,8 +136,8 @@ def build_space(an: Analysis) -> SearchSpace:
                 continue
             per_pos = t.numel() // t.shape[e.axis]
             np.add.at(uparams, units, per_pos)
-            if e.param.endswith("weight"):
-                np.add.at(uflops, units, mod_flops.get(_module_of(e.param), 0) / t.shape[e.axis])
+            if e.param in an.weight_flops and e.role != BUFFER:
+                np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
         gid = _group_id(members, used_ids, buffers)
         reason = pinned.get(comps[0]) if is_pinned else None
         if is_pinned:

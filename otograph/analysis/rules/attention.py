@@ -120,6 +120,9 @@ def _mha(call):
     out = call.param_ids(m.out_proj.weight, 0, PRODUCER)
     if m.out_proj.bias is not None:
         call.union(call.param_ids(m.out_proj.bias, 0, PRODUCER), out)
+    tokens = int(np.prod(call.shape(q)[:-1]))
+    call.add_flops(m.in_proj_weight, 3 * tokens * E, 3 * E)
+    call.add_flops(m.out_proj.weight, tokens * E, E)
     nd = len(call.shape(q))
     shape = [1] * nd
     shape[-1] = E

@@ -72,6 +72,7 @@ def _conv_like(call, x, weight, bias, groups: int, transposed: bool):
             call.pin(out_ids, f"{call.name} is grouped over an input with no channel structure")
     if bias is not None:
         call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    call.add_flops(weight, int(np.prod(out_shape)), cout)
     call.set_out(_out_slot(out_shape, 1, out_ids))
 
 
@@ -133,6 +134,7 @@ def _linear(call):
     if bias is not None:
         call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
     out_shape = call.out_shape
+    call.add_flops(weight, int(np.prod(out_shape)), out_shape[-1])
     call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids))
 
 
@@ -167,4 +169,5 @@ def _addmm(call):
         call.require_zero(s.ids, s.zero, "the input features of")
     out_ids = call.param_ids(w, 1, PRODUCER)
     call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    call.add_flops(w, int(np.prod(call.out_shape)), w.shape[1])
     call.set_out(_out_slot(call.out_shape, 1, out_ids))
