@@ -71,6 +71,7 @@ class _Builder:
     def __init__(self, gm: fx.GraphModule, root: nn.Module, plan: Plan):
         self.old, self.root, self.plan = gm, root, plan
         self.graph = fx.Graph()
+        self.graph._codegen = copy.deepcopy(gm.graph._codegen)  # pytree in/out specs of exported graphs
         self.env: dict[fx.Node, fx.Node] = {}
         self.n_keep = 0
         self.tuples: dict[fx.Node, tuple] = {}  # tuple-valued nodes replaced by several nodes
