@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from otograph.analysis.space import named_tensors  # the search space's data module only
+
 __all__ = ["Slot", "UnitLayout", "UnitScaler", "named_tensors", "unwrap"]
 
 PRODUCER = "producer"  # same strings as otograph.analysis.space; hesso only reads the data
@@ -27,16 +29,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, DistributedDataParallel | DataParallel):
         model = model.module
     return model
-
-
-def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters and buffers by every name they are reachable under (tied weights included)."""
-    out: dict[str, torch.Tensor] = {}
-    for name, t in model.named_parameters(remove_duplicate=False):
-        out.setdefault(name, t)
-    for name, t in model.named_buffers(remove_duplicate=False):
-        out.setdefault(name, t)
-    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Member", "Group", "SearchSpace", "PRODUCER", "CONSUMER", "BUFFER"]
+__all__ = ["Member", "Group", "SearchSpace", "PRODUCER", "CONSUMER", "BUFFER", "named_tensors"]
 
 #: The slice must be exactly zero for the unit to be removable (weight rows, biases, norm affine).
 PRODUCER = "producer"
@@ -105,7 +105,7 @@ class SearchSpace:
     @torch.no_grad()
     def zero_(self, model: torch.nn.Module, units: Mapping[str, Iterable[int]]) -> None:
         """Zero, in place, every producer slice of the given units: ``{group_id: [unit, …]}``."""
-        tensors = _named_tensors(model)
+        tensors = named_tensors(model)
         for gid, us in units.items():
             group = self.group(gid)
             if not group.prunable:
@@ -119,7 +119,7 @@ class SearchSpace:
     @torch.no_grad()
     def zero_units(self, model: torch.nn.Module) -> dict[str, list[int]]:
         """Units of prunable groups whose producer slices are all exactly zero in ``model``."""
-        tensors = _named_tensors(model)
+        tensors = named_tensors(model)
         found: dict[str, list[int]] = {}
         for g in self.prunable_groups:
             nonzero = torch.zeros(g.num_units, dtype=torch.long)
@@ -144,7 +144,8 @@ class SearchSpace:
                 f"{share:.1%} of {self.total_params:,} parameters prunable)")
 
 
-def _named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by every name they are reachable under (tied weights included)."""
     out: dict[str, torch.Tensor] = {}
     for name, t in model.named_parameters(remove_duplicate=False):
         out.setdefault(name, t)

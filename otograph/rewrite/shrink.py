@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from otograph.analysis.rules.registry import default_registry
+from otograph.analysis.space import named_tensors
 from otograph.errors import RewriteError
 from otograph.rewrite.modules import resize_module
 from otograph.rewrite.plan import Plan
@@ -42,8 +43,7 @@ def _tensors_by_id(root: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
 
 
 def _slice_tensors(root: nn.Module, plan: Plan) -> None:
-    named = dict(root.named_parameters(remove_duplicate=False))
-    named.update(dict(root.named_buffers(remove_duplicate=False)))
+    named = named_tensors(root)
     where = _tensors_by_id(root)
     by_name: dict[str, list[tuple[int, np.ndarray]]] = {}
     for (name, axis), keep in plan.params.items():
@@ -321,8 +321,7 @@ class _Builder:
 def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan) -> tuple[fx.GraphModule, dict[str, str]]:
     """A new compact GraphModule and ``{old node name: new node name}``; inputs are left untouched."""
     root = copy.deepcopy(gm)
-    src = dict(model.named_parameters(remove_duplicate=False))
-    src.update(dict(model.named_buffers(remove_duplicate=False)))
+    src = named_tensors(model)
     with torch.no_grad():
         for name, t in list(root.named_parameters(remove_duplicate=False)) + list(
                 root.named_buffers(remove_duplicate=False)):
