@@ -7,6 +7,8 @@ with the op named as the reason. Along other axes these ops pass slots through.
 from __future__ import annotations
 
 import builtins
+import math
+import operator
 
 import numpy as np
 import torch
@@ -104,7 +106,7 @@ def _reduce(call):
                            "method:new_zeros", "method:new_ones", "method:new_empty", "method:new_full",
                            torch.zeros, torch.ones, torch.arange, torch.full, torch.empty,
                            "method:dtype", torch.finfo, torch.tensor, torch._assert, torch.Tensor.size,
-                           __import__("operator").mod, __import__("math").sqrt])
+                           operator.mod, math.sqrt])
 def _meta(call):
     # sizes, dtypes and fresh constant tensors: no channel structure
     call.set_out(Slot())
@@ -121,7 +123,7 @@ def _like(call):
     call.set_out(Slot(s.ids, np.full(s.ids.shape, name == "zeros_like")))
 
 
-@register("pow", "passthrough", [torch.pow, "method:pow", __import__("operator").pow])
+@register("pow", "passthrough", [torch.pow, "method:pow", operator.pow])
 def _pow(call):
     x, e = call.arg(0, "input"), call.arg(1, "exponent")
     s = call.slot(x)

@@ -120,9 +120,7 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
             out_ids, out_zero = np.expand_dims(out_ids, ax), np.expand_dims(out_zero, ax)
             ax += 1
         elif isinstance(i, int):
-            j = i if out_ids.shape[ax] == 1 else i
-            if out_ids.shape[ax] == 1:
-                j = 0
+            j = 0 if out_ids.shape[ax] == 1 else i  # a broadcast axis has one entry for all
             out_ids, out_zero = np.take(out_ids, j, axis=ax), np.take(out_zero, j, axis=ax)
         elif isinstance(i, slice):
             if out_ids.shape[ax] > 1:
