@@ -161,3 +161,33 @@ def test_every_rule_is_exercised_by_a_tiny_model():
     seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
     missing = set(default_registry().rules) - seen - {"identity"}
     assert not missing, f"rules without a tiny model exercising them: {sorted(missing)}"
+
+
+def test_grad_free_members_really_get_zero_gradients():
+    """Members flagged grad_free (conv rows feeding only an affine BN) get exactly zero gradients
+    once their unit is zero, in training mode; others are not flagged."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)  # its output feeds the BN and a skip: not grad free
+            self.bn2 = nn.BatchNorm2d(8)
+            self.head = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            y = F.relu(self.bn(self.a(x)))
+            z = self.b(y)
+            return self.head(F.relu(self.bn2(z)) + z).mean((2, 3))
+
+    m = Net()
+    x = torch.randn(4, 3, 8, 8)
+    space = otograph.search_space(m, x)
+    flags = {(mm.param, mm.axis): mm.grad_free for g in space.groups for mm in g.members}
+    assert flags[("a.weight", 0)] and flags[("a.bias", 0)]
+    assert not flags[("b.weight", 0)] and not flags[("bn.weight", 0)] and not flags[("b.weight", 1)]
+    space.zero_(m, {"a": [1, 4]})
+    m.train()
+    m(x).pow(2).sum().backward()
+    assert m.a.weight.grad[[1, 4]].abs().max() == 0 and m.a.bias.grad[[1, 4]].abs().max() == 0
+    assert m.a.weight.grad.abs().max() > 0

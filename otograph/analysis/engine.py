@@ -117,6 +117,21 @@ class Call:
         self.an.weight_flops[name] = self.an.weight_flops.get(name, 0.0) + 2.0 * out_elems * (
             weight.numel() / max(1, out_channels))
 
+    def vote_grad_free(self, tensors, axis: int) -> None:
+        """Producer rows whose output feeds only an affine per-channel norm get an exactly zero
+        gradient once the unit (norm gamma and beta included) is zero: the optimizer need not mask
+        them. Every use of a tensor must agree."""
+        users = list(self.node.users)
+        ok = False
+        if len(users) == 1 and users[0].op == "call_module":
+            m = self.an.modules[users[0].target]
+            ok = (isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.affine
+                  and users[0].args and users[0].args[0] is self.node)
+        for t in tensors:
+            if t is not None:
+                key = (self.an.canon[id(t)], axis)
+                self.an.grad_free[key] = self.an.grad_free.get(key, True) and bool(ok)
+
     def param_ids(self, tensor: torch.Tensor, axis: int, role: str) -> np.ndarray:
         name = self.an.canon[id(tensor)]
         is_param = isinstance(tensor, torch.nn.Parameter)
@@ -139,6 +154,7 @@ class Analysis:
         self._seen: list[np.ndarray] = []
         self.opaque: dict[str, str] = {}
         self.weight_flops: dict[str, float] = {}  # FLOPs of the ops each weight takes part in
+        self.grad_free: dict[tuple[str, int], bool] = {}  # see Call.vote_grad_free
         self.canon: dict[int, str] = {}
         for name, t in self.gm.named_parameters():
             self.canon.setdefault(id(t), name)

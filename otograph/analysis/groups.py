@@ -130,7 +130,7 @@ def build_space(an: Analysis) -> SearchSpace:
             pos = np.nonzero(mask)[0]
             units = comp_unit[lab[mask]]
             members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
-                                  e.role, e.size))
+                                  e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
             t = params.get(e.param)
             if t is None or e.role == BUFFER:
                 continue

@@ -37,6 +37,9 @@ class Member:
     units: torch.Tensor
     role: str
     size: int  # length of ``axis`` in the original tensor
+    #: its gradient is exactly zero once the whole unit is zero (conv rows feeding only an affine
+    #: BatchNorm of the same unit), so an optimizer need not mask it to keep it at zero
+    grad_free: bool = False
 
     def indices(self, unit: int) -> list[int]:
         return self.positions[self.units == unit].tolist()

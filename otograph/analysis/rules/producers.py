@@ -73,6 +73,8 @@ def _conv_like(call, x, weight, bias, groups: int, transposed: bool):
     if bias is not None:
         call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
     call.add_flops(weight, int(np.prod(out_shape)), cout)
+    call.vote_grad_free((weight,), 1 if transposed and groups == 1 else 0)
+    call.vote_grad_free((bias,), 0)
     call.set_out(_out_slot(out_shape, 1, out_ids))
 
 
