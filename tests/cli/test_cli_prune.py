@@ -107,7 +107,9 @@ def test_sigint_to_a_running_prune_leaves_nothing(tmp_path, subprocess_env):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "otograph.cli", "prune", "--data", "cli.cli_models:slow_data",
                              "--out", str(out), "--epochs", "3", "-q"], env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".run.partial") for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
