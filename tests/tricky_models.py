@@ -220,7 +220,7 @@ class Convs1d3d(nn.Module):
 
 
 class MiscOps(nn.Module):
-    """where, masked_fill, pad, pow, PReLU, stack, narrow, *_like on pruned channels."""
+    """where, masked_fill, pad, pow, PReLU, stack, roll, narrow, *_like on pruned channels."""
 
     def __init__(self):
         super().__init__()
@@ -232,7 +232,7 @@ class MiscOps(nn.Module):
         a, b = self.a(x), self.b(x)
         y = torch.where(x[:, :1] > 0, a, b).masked_fill(x[:, :1] > 1.5, 0.0)
         y = self.act(F.pad(y, (1, 1, 1, 1)) ** 2) + torch.zeros_like(F.pad(y, (1, 1, 1, 1)))
-        s = torch.stack([y, y * 2], dim=0).sum(0)
+        s = torch.stack([y, torch.roll(y, 1, dims=2) * 2], dim=0).sum(0)
         h = self.c(s).mean((2, 3))
         h = F.relu(self.d(h))
         return self.e(torch.narrow(h, 0, 0, 2))

@@ -152,3 +152,20 @@ def _getitem(call):
         call.set_out(Slot())
         return
     call.set_out(out)
+
+
+@register("roll", "layout", [torch.roll, "method:roll", torch.ops.aten.roll])
+def _roll(call):
+    """A cyclic shift: positions move along the rolled axes; other axes pass through."""
+    x = call.arg(0, "input")
+    s, nd = call.slot(x), len(call.shape(x))
+    dims = call.arg(2, "dims")
+    dims = [dims] if isinstance(dims, int) else list(dims or range(nd))
+    axes = [norm_axis(d, nd) for d in dims] if dims else list(range(nd))
+    if s.ids is None:
+        call.set_out(Slot())
+    elif any(s.ids.shape[a] > 1 for a in axes):
+        call.pin(s.ids, f"is rolled along a channel axis by {call.name}")
+        call.set_out(Slot())
+    else:
+        call.set_out(Slot(s.ids, s.zero))
