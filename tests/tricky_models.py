@@ -127,6 +127,8 @@ class HandAttention(nn.Module):
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.dh)
         y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
         x = x + self.proj(y)
+        att = torch.einsum("bhid,bhjd->bhij", q, k).softmax(-1)  # the same heads, written as einsum
+        x = x + self.proj(torch.einsum("bhij,bhjd->bihd", att, v).reshape(B, N, C))
         q = self.q2(x).view(B, N, self.h, self.dh).transpose(1, 2)
         k = self.k2(x).view(B, N, self.h, self.dh).transpose(1, 2)
         v = self.v2(x).view(B, N, self.h, self.dh).transpose(1, 2)

@@ -96,3 +96,69 @@ def _sdpa(call):
     if scores.ids is not None:
         scores = Slot(scores.ids, np.zeros(scores.ids.shape, bool))  # softmax(0) is not 0
     call.set_out(matmul_slot(call, scores, call.slot(v), nd, call.name))
+
+
+def _frame(s: Slot, letters: str, frame: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """An operand's ids and zeros laid out over all letters of the equation (size 1 where absent)."""
+    shape = [1] * len(frame)
+    if s.ids is None:
+        return None, np.zeros(shape, bool)
+    order = [letters.index(c) for c in frame if c in letters]
+    ids, zero = np.transpose(s.ids, order), np.transpose(s.zero, order)
+    for i, c in enumerate(frame):
+        if c in letters:
+            shape[i] = ids.shape[[x for x in frame if x in letters].index(c)]
+    return ids.reshape(shape), zero.reshape(shape)
+
+
+@register("einsum", "contraction", [torch.einsum, torch.ops.aten.einsum])
+def _einsum(call):
+    """Explicit-output einsum (``"bhid,bhjd->bhij"``): matmul's rule over named axes."""
+    eq = call.arg(0, "equation")
+    ops = call.node.args[1:] if call.node.target is torch.einsum else call.arg(1, "tensors")
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = ops[0]
+    eq = eq.replace(" ", "") if isinstance(eq, str) else ""
+    if "->" not in eq or "." in eq:
+        call.an._opaque(call.node, f"{call.name} with equation {eq!r}")
+        return
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    frame = "".join(dict.fromkeys(lhs.replace(",", "") + out))
+    contracted = [i for i, c in enumerate(frame) if c not in out]
+    slots = [call.slot(x) for x in ops]
+    framed = [_frame(s, t, frame) for s, t in zip(slots, terms, strict=True)]
+    full = np.broadcast_shapes(*[z.shape for _, z in framed], *[i.shape for i, _ in framed if i is not None])
+    zero = np.logical_or.reduce([np.broadcast_to(z, full) for _, z in framed])  # a product is zero if any factor is
+    present = [i for i, _ in framed if i is not None]
+    for a in present[1:]:
+        call.union(np.broadcast_to(present[0], full), np.broadcast_to(a, full))
+    contribs = []
+    for ids in present:
+        if any(ids.shape[c] > 1 for c in contracted):
+            X, z = np.broadcast_arrays(ids, zero)
+            call.pin(X[~z], f"a non-zero slice is contracted by {call.name}")
+        if any(ids.shape[i] > 1 for i in range(len(frame)) if i not in contracted):
+            red = ids
+            for c in contracted:  # everything an output position sums over is one unit with it
+                moved = np.moveaxis(red, c, 0)
+                call.union(moved[:1], moved[1:])
+                red = np.take(red, [0], axis=c)
+            contribs.append(red)
+    if not contribs:
+        call.set_out(Slot())
+        return
+    shape = np.broadcast_shapes(*[c.shape for c in contribs])
+    ids = np.broadcast_to(contribs[0], shape).copy()
+    for c in contribs[1:]:
+        c = np.broadcast_to(c, shape)
+        call.union(ids, c)
+        ids = np.where(ids >= 0, ids, c)
+    zout = zero.all(axis=tuple(contracted), keepdims=True) if contracted else zero
+    zout = np.broadcast_to(zout, np.broadcast_shapes(zout.shape, ids.shape))
+    ids = np.broadcast_to(ids, zout.shape)
+    keep = [i for i in range(len(frame)) if i not in contracted]
+    sq = tuple(contracted)
+    ids, zout = ids.squeeze(axis=sq) if sq else ids, zout.squeeze(axis=sq) if sq else zout
+    order = [[frame[i] for i in keep].index(c) for c in out]
+    call.set_out(Slot(np.transpose(ids, order).copy(), np.transpose(zout, order).copy()))
