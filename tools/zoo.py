@@ -101,6 +101,7 @@ def run_one(name: str, exact: bool = True) -> Row:
 TIMM = [("vit_tiny_patch16_224", 32, "fx"), ("deit_tiny_patch16_224", 32, "export"), ("vit_small_patch16_224", 32, "fx"),
         ("convnext_atto", 32, "export"), ("efficientnet_b0", 32, "fx"), ("resnet18", 32, "export"),
         ("resnet50", 32, "fx"), ("mobilenetv3_small_050", 32, "fx"), ("mobilenetv3_large_100", 32, "fx")]
+TV_EXPORT = [("swin_t", 64), ("swin_v2_t", 64), ("maxvit_t", 224), ("vit_b_16", 64)]
 HF = ["gpt2", "llama", "qwen2", "mistral", "bert", "all-MiniLM-L6-v2 (pretrained)"]
 
 
@@ -124,6 +125,23 @@ def run_timm(name: str, size: int, frontend: str) -> Row:
     secs = time.perf_counter() - t0
     res = check_exact(model, x, torch.randn(1, 3, size, size), frontend=frontend)
     return _row(f"{name} ({frontend})", space, secs, model, res)
+
+
+def run_tv_export(name: str, size: int) -> Row:
+    import torchvision
+
+    import otograph
+    from otograph.testing import check_exact
+
+    torch.manual_seed(0)
+    kw = {"image_size": size} if name.startswith("vit") else {}
+    model = torchvision.models.get_model(name, weights=None, **kw).eval()
+    x = torch.randn(1, 3, size, size)
+    t0 = time.perf_counter()
+    space = otograph.search_space(model, x, frontend="export")
+    secs = time.perf_counter() - t0
+    res = check_exact(model, x, torch.randn(1, 3, size, size), frontend="export")
+    return _row(f"{name} (export)", space, secs, model, res)
 
 
 def run_hf(name: str) -> Row:
@@ -197,7 +215,9 @@ def main(argv=None) -> int:
     extra = ""
     if out or a.extra_only:
         sections = []
-        for title, jobs in (("timm", [lambda n=n, s=s, f=f: run_timm(n, s, f) for n, s, f in TIMM]),
+        for title, jobs in (("torchvision through the export frontend",
+                             [lambda n=n, s=s: run_tv_export(n, s) for n, s in TV_EXPORT]),
+                            ("timm", [lambda n=n, s=s, f=f: run_timm(n, s, f) for n, s, f in TIMM]),
                             ("transformers (export frontend)", [lambda n=n: run_hf(n) for n in HF])):
             rs = []
             for job in jobs:

@@ -170,8 +170,8 @@ class _Builder:
             qk = self.plan.keep(q)
             if len(_shape(q)) - 1 in qk and new.kwargs.get("scale") is None:
                 new.kwargs = {**new.kwargs, "scale": 1.0 / math.sqrt(_shape(q)[-1])}
-        elif kind == "reshape" and name == "unflatten":
-            raise RewriteError(f"unflatten over a shrinking axis is not supported: {node.format_node()}")
+        elif kind == "reshape" and name.split(".")[0] == "unflatten":
+            self._fix_unflatten(node, new)
 
     def _fix_shape_args(self, node: fx.Node, new: fx.Node) -> None:
         shape = _shape(node)
@@ -190,6 +190,17 @@ class _Builder:
             if sizes[a] != -1:
                 sizes[a] = new_shape[a]
         new.args = (new.args[0], tuple(sizes)) if packed else (new.args[0], *sizes)
+
+    def _fix_unflatten(self, node: fx.Node, new: fx.Node) -> None:
+        """``unflatten(x, dim, sizes)``: the sizes are the output's axes dim … dim+len(sizes)-1."""
+        shape = _shape(node)
+        if not self.plan.keep(node) or shape is None:
+            return
+        x, dim, sizes = node.args[0], node.args[1], node.args[2]
+        d = dim % len(_shape(x))
+        new_shape = self.plan.new_shape(node, shape)
+        sizes = [s if s == -1 else new_shape[d + i] for i, s in enumerate(sizes)]
+        new.args = (new.args[0], dim, tuple(sizes) if isinstance(node.args[2], tuple) else sizes)
 
     def _fix_split(self, node: fx.Node, new: fx.Node, name: str) -> None:
         x = node.args[0]
