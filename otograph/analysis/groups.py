@@ -113,7 +113,6 @@ def build_space(an: Analysis) -> SearchSpace:
         by_key[(tuple(eis), c in pinned)].append(c)
     total_flops = _total_flops(an.traced)
     params = dict(an.gm.named_parameters())
-    buffers = dict(an.gm.named_buffers())
     groups: list[Group] = []
     unit_comp: dict[tuple[str, int], int] = {}
     used_ids: dict[str, int] = {}
@@ -138,7 +137,7 @@ def build_space(an: Analysis) -> SearchSpace:
             np.add.at(uparams, units, per_pos)
             if e.param in an.weight_flops and e.role != BUFFER:
                 np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
-        gid = _group_id(members, used_ids, buffers)
+        gid = _group_id(members, used_ids)
         reason = pinned.get(comps[0]) if is_pinned else None
         if is_pinned:
             reason = next((pinned[c] for c in comps if c in pinned), reason)
@@ -166,7 +165,8 @@ def build_space(an: Analysis) -> SearchSpace:
                        AnalysisResult(an, labels, unit_comp), prunable_params=prunable)
 
 
-def _group_id(members: list[Member], used: dict[str, int], buffers) -> str:
+def _group_id(members: list[Member], used: dict[str, int]) -> str:
+    """Stable, readable: the module of the first producer weight (``layer1.0.conv1``), ``#k`` if taken."""
     prod = [m for m in members if m.role == "producer" and m.axis == 0 and m.param.endswith("weight")]
     prod = prod or [m for m in members if m.role == "producer"] or members
     base = _module_of(prod[0].param)
