@@ -9,7 +9,7 @@ import numpy as np
 
 from otograph.analysis.slots import Slot
 
-__all__ = ["join", "pad_left", "pass_through", "axis_ids", "norm_axis"]
+__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis"]
 
 
 def norm_axis(axis: int, ndim: int) -> int:
@@ -24,6 +24,18 @@ def axis_ids(ids: np.ndarray, axis: int, size: int) -> np.ndarray:
     """One element per position along ``axis`` (the first along the other axes), shape ``(size,)``."""
     moved = np.moveaxis(ids, axis, 0).reshape(ids.shape[axis], -1)[:, 0]
     return np.broadcast_to(moved, (size,)).copy()
+
+
+def merge_ids(call, arrays: Sequence[np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Broadcast element arrays together: aligned positions are one element (unioned); the
+    result holds the first owner of each position."""
+    shape = shape or np.broadcast_shapes(*[a.shape for a in arrays])
+    ids = np.broadcast_to(arrays[0], shape).copy()
+    for a in arrays[1:]:
+        a = np.broadcast_to(a, shape)
+        call.union(ids, a)
+        ids = np.where(ids >= 0, ids, a)
+    return ids
 
 
 def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
@@ -58,11 +70,7 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
             call.pin_slot(s, f"parameter {s.pnames[0]} is combined with other constants in {call.name}")
         return Slot()
     bshape = np.broadcast_shapes(*[a.shape for a in arrays])
-    ids = np.broadcast_to(arrays[0], bshape).copy()
-    for a in arrays[1:]:
-        a = np.broadcast_to(a, bshape)
-        call.union(ids, a)
-        ids = np.where(ids >= 0, ids, a)
+    ids = merge_ids(call, arrays, bshape)
     for pax, _ in pax_ops:
         for ax, p in enumerate(pax):
             if p is None:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from otograph.analysis.rules.common import pad_left
+from otograph.analysis.rules.common import merge_ids, pad_left
 from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
 
@@ -54,11 +54,7 @@ def matmul_slot(call, sa: Slot, sb: Slot, nd: int, what: str) -> Slot:
     if not contribs:
         return Slot()
     shape = np.broadcast_shapes(*[c.shape for c in contribs], zero.shape)
-    ids = np.broadcast_to(contribs[0], shape).copy()
-    for c in contribs[1:]:
-        c = np.broadcast_to(c, shape)
-        call.union(ids, c)
-        ids = np.where(ids >= 0, ids, c)
+    ids = merge_ids(call, contribs, shape)
     return Slot(ids, np.broadcast_to(zero, shape).copy())
 
 
@@ -148,12 +144,7 @@ def _einsum(call):
     if not contribs:
         call.set_out(Slot())
         return
-    shape = np.broadcast_shapes(*[c.shape for c in contribs])
-    ids = np.broadcast_to(contribs[0], shape).copy()
-    for c in contribs[1:]:
-        c = np.broadcast_to(c, shape)
-        call.union(ids, c)
-        ids = np.where(ids >= 0, ids, c)
+    ids = merge_ids(call, contribs)
     zout = zero.all(axis=tuple(contracted), keepdims=True) if contracted else zero
     zout = np.broadcast_to(zout, np.broadcast_shapes(zout.shape, ids.shape))
     ids = np.broadcast_to(ids, zout.shape)
