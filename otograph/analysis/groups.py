@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from otograph.analysis.engine import Analysis, _slots_of
+from otograph.analysis.slots import varying_axes
 from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
 
@@ -57,7 +58,7 @@ def _align(an: Analysis, n: int) -> np.ndarray:
         for s in (s for v in an.slots.values() for s in _slots_of(v)):
             if s.ids is None:
                 continue
-            vary = [a for a in range(s.ids.ndim) if s.ids.shape[a] > 1]
+            vary = varying_axes(s.ids)
             if len(vary) < 2:
                 continue
             ids = s.ids.reshape([s.ids.shape[a] for a in vary])

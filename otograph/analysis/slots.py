@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Slot", "compress", "expand_full", "moveaxis", "varying_axes"]
+__all__ = ["Slot", "compress", "varying_axes"]
 
 
 @dataclass
@@ -53,10 +53,3 @@ def compress(ids: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]
                 ids, zero = first_i, first_z
     return np.ascontiguousarray(ids), np.ascontiguousarray(zero)
 
-
-def expand_full(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.broadcast_to(arr, shape)
-
-
-def moveaxis(arr: np.ndarray, src, dst) -> np.ndarray:
-    return np.moveaxis(arr, src, dst)

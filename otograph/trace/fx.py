@@ -52,9 +52,6 @@ class Traced:
 
         return to_networkx(self)
 
-    def run(self, *args, **kwargs):
-        return self.gm(*args, **kwargs)
-
     def __repr__(self) -> str:
         n = len(self.gm.graph.nodes)
         return f"Traced({type(self.model).__name__ if self.model else 'GraphModule'}, {n} nodes, frontend={self.frontend})"

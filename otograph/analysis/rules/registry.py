@@ -50,10 +50,9 @@ class Registry:
 
     def add_targets(self, kind: str, targets: Iterable[Any], *, override: bool = False) -> None:
         for t in targets:
-            key = _target_key(t)
-            if key in self.kinds and self.kinds[key] != kind and not override:
-                raise KeyError(f"{t!r} is already registered as op kind {self.kinds[key]!r}")
-            self.kinds[key] = kind
+            if t in self.kinds and self.kinds[t] != kind and not override:
+                raise KeyError(f"{t!r} is already registered as op kind {self.kinds[t]!r}")
+            self.kinds[t] = kind
 
     def kind_of(self, node: torch.fx.Node, modules: dict[str, torch.nn.Module]) -> str | None:
         if node.op == "call_module":
@@ -70,10 +69,6 @@ class Registry:
 _GLOBAL = Registry()
 RULES = _GLOBAL.rules
 KINDS = _GLOBAL.kinds
-
-
-def _target_key(t: Any) -> Any:
-    return t
 
 
 def register(kind: str, family: str, targets: Iterable[Any] = (), *, shrink=None,
