@@ -75,7 +75,7 @@ def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
             params[(name, axis)] = np.nonzero(keep)[0]
     values = {}
     for node, v in res.analysis.slots.items():
-        ks = [_value_keep(s, gone) for s in _slots_of(v)] if not isinstance(v, Slot) else [_value_keep(v, gone)]
+        ks = [_value_keep(s, gone) for s in _slots_of(v)]
         if any(ks):
             values[node] = ks
     pvals = frozenset(n for n, s in res.analysis.slots.items() if isinstance(s, Slot) and s.pax is not None)

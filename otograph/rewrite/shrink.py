@@ -19,6 +19,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from otograph.analysis.rules.layout import expand_index
 from otograph.analysis.rules.registry import default_registry
 from otograph.analysis.space import named_tensors
 from otograph.errors import RewriteError
@@ -300,12 +301,7 @@ class _Builder:
         if not xk:
             return
         shape = _shape(x)
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-        if Ellipsis in idx:
-            k = idx.index(Ellipsis)
-            idx = idx[:k] + (slice(None),) * (len(shape) - n_real) + idx[k + 1:]
+        idx = expand_index(idx, len(shape))
         out, ax = [], 0
         for i in idx:
             if i is None:

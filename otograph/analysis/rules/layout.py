@@ -102,16 +102,23 @@ def _expand(call):
         call.set_out(Slot(pad_left(s.ids, nd), pad_left(s.zero, nd)))
 
 
-def index_slot(call, s: Slot, shape, idx) -> Slot | None:
-    """Slot of ``x[idx]`` for basic indexing (ints, slices, None, Ellipsis); None if unsupported."""
+def expand_index(idx, ndim: int) -> tuple:
+    """``x[idx]``'s index as a tuple with ``...`` spelled out as full slices."""
     if not isinstance(idx, tuple):
         idx = (idx,)
+    if Ellipsis in idx:
+        n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+        k = idx.index(Ellipsis)
+        idx = idx[:k] + (slice(None),) * (ndim - n_real) + idx[k + 1:]
+    return idx
+
+
+def index_slot(call, s: Slot, shape, idx) -> Slot | None:
+    """Slot of ``x[idx]`` for basic indexing (ints, slices, None, Ellipsis); None if unsupported."""
+    idx = idx if isinstance(idx, tuple) else (idx,)
     if any(isinstance(i, (torch.fx.Node, list, torch.Tensor)) for i in idx):
         return None
-    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-    if Ellipsis in idx:
-        k = idx.index(Ellipsis)
-        idx = idx[:k] + (slice(None),) * (len(shape) - n_real) + idx[k + 1:]
+    idx = expand_index(idx, len(shape))
     idx = idx + (slice(None),) * (len(shape) - sum(1 for i in idx if i is not None))
     ids, zero = s.ids, s.zero
     out_ids, out_zero, ax = ids, zero, 0
