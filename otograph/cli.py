@@ -8,7 +8,7 @@
     otograph report runs/default
 
 Thin layer over the library: every subcommand parses flags, calls :mod:`otograph.specs`,
-:mod:`otograph.pipeline`, :mod:`otograph.viz` or :mod:`otograph.report`, and turns otograph's
+:mod:`otograph.pipeline`, :mod:`otograph.drawing` or :mod:`otograph.report`, and turns otograph's
 errors into one readable line and exit status 2 (130 on Ctrl-C).
 """
 
@@ -165,7 +165,7 @@ def cmd_trace(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    from otograph.viz import render
+    from otograph.drawing import render
 
     removed = None
     spec = args.model
@@ -206,7 +206,7 @@ def cmd_prune(args) -> int:
                      progress=not args.quiet, threads=args.threads,
                      frontend=args.frontend)
     if Path(o.out).exists() and not o.force:  # fail before any work
-        from otograph.io import OutputExists
+        from otograph.fileio import OutputExists
 
         raise OutputExists(f"output folder {o.out!r} already exists; choose another --out or add --force "
                            f"to replace it")
@@ -228,8 +228,8 @@ def cmd_verify(args) -> int:
     import torch
 
     import otograph
-    from otograph.report.latency import batch_like
     from otograph.specs import load_model, parse_input_shape
+    from otograph.tracing.values import batch_like
 
     shape = parse_input_shape(args.input_shape)
     ref = load_model(args.reference, shape)

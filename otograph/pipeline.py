@@ -1,7 +1,7 @@
 """The whole prune job behind ``otograph prune``: train with HESSO, compress, verify, measure, save.
 
 Everything is written into a hidden folder and renamed to ``out`` at the end (see
-:func:`otograph.io.staged_dir`), so an interrupted run leaves nothing half-written.
+:func:`otograph.fileio.staged_dir`), so an interrupted run leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import torch
 from torch import nn
 
 import otograph
-from otograph.io import atomic_write, export_program, save_compact, staged_dir, write_text
+from otograph.fileio import atomic_write, staged_dir, write_text
+from otograph.graph.cost import count_flops, count_params
 from otograph.report.latency import latency_ms
 from otograph.report.markdown import render_report
-from otograph.rewrite.verify import count_flops, count_params
+from otograph.report.tables import space_table
+from otograph.rewrite.save import export_program, save_compact
 from otograph.specs import LoadedData, LoadedModel, load_data, load_model, peek_num_classes
-from otograph.trace.fx import normalize_inputs
+from otograph.tracing.values import normalize_inputs
 
 __all__ = ["PruneOptions", "prune", "train", "evaluate"]
 
@@ -211,7 +213,7 @@ def prune(o: PruneOptions, say: Callable[[str], None] = log.info) -> dict:
     frontend = o.frontend or ("export" if loaded.kind == "pt2" else "fx")
     space = otograph.search_space(model, example, leaf_modules=o.leaf_modules, frontend=frontend)
     if not space.prunable_groups:
-        raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space.summary()}")
+        raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space_table(space)}")
     say(f"search space: {space!r}")
     if kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
         raise otograph.OtographError(f"{o.model}: no FLOPs could be attributed to the prunable groups, so a "
@@ -269,7 +271,7 @@ def prune(o: PruneOptions, say: Callable[[str], None] = log.info) -> dict:
                 log.warning("could not export the trained full model: %s", e)
         write_text(stage / "removed_units.json", json.dumps(removed, indent=1))
         title = f"{o.model} ({type(model).__name__})"
-        from otograph.viz import render
+        from otograph.drawing import render
 
         pic = render(space, stage / "search_space.svg", removed=removed, title=f"{title}, after pruning")
         files["search_space"] = pic.path.name

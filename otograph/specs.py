@@ -220,7 +220,7 @@ def _file(name, kwargs, defaults) -> LoadedModel:
     if path.suffix != ".pt2":
         raise SpecError(f"cannot load {name!r}: only torch.export .pt2 files are supported (save with "
                         f"torch.export.save); or name the model as {_FORMS}")
-    from otograph.io import load_exported
+    from otograph.rewrite.save import load_exported
 
     try:
         mod = load_exported(path)

@@ -11,8 +11,9 @@ from torch.utils._pytree import tree_map
 
 from otograph.analysis import search_space
 from otograph.analysis.space import SearchSpace
+from otograph.graph.cost import count_params
 from otograph.rewrite import compress, make_plan
-from otograph.rewrite.verify import Verification, count_params, verify
+from otograph.rewrite.verify import Verification, verify
 
 __all__ = ["random_units", "expected_params", "ExactnessResult", "check_exact", "to_double"]
 

@@ -18,10 +18,12 @@ def small():
 
 def test_trace_records_shapes_and_networkx():
     t = otograph.trace(small(), torch.randn(2, 3, 8, 8))
-    g = t.to_networkx()
+    from otograph.graph import to_networkx
+
+    g = to_networkx(t)
     assert g.number_of_nodes() == len(t.gm.graph.nodes)
     conv = g.nodes["_0_0"]
-    assert conv["kind"] == "conv" and conv["shape"] == (2, 8, 8, 8) and conv["params"] == ["0.0.weight", "0.0.bias"]
+    assert conv["shape"] == (2, 8, 8, 8) and conv["params"] == ["0.0.weight", "0.0.bias"]
     import networkx as nx
 
     assert nx.is_directed_acyclic_graph(g)
@@ -50,7 +52,9 @@ def test_reprs_are_readable():
     assert repr(g) == "Group('0.0', 8 units, 7 members, prunable)"
     assert "Member(0.0.weight, axis=0, 8/8 positions, producer)" in repr(g.members)
     assert "reaches the model output" in repr(space.group("4"))
-    assert "0.0" in space.summary() and "prunable" in space.summary()
+    from otograph.report.tables import space_table
+
+    assert "0.0" in space_table(space) and "prunable" in space_table(space)
 
 
 def test_group_costs():

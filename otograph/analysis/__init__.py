@@ -12,7 +12,7 @@ from otograph.analysis.engine import Analysis
 from otograph.analysis.groups import build_space
 from otograph.analysis.rules.registry import Registry
 from otograph.analysis.space import Group, Member, SearchSpace
-from otograph.trace import Traced, trace
+from otograph.tracing import Traced, trace
 
 __all__ = ["search_space", "SearchSpace", "Group", "Member", "analyse"]
 

@@ -19,7 +19,7 @@ import torch.fx as fx
 from otograph.analysis.elements import ElementTable
 from otograph.analysis.rules.registry import Registry, Rule, default_registry
 from otograph.analysis.slots import Slot, compress
-from otograph.trace.fx import META, TensorInfo, Traced
+from otograph.tracing import META, TensorInfo, Traced
 
 __all__ = ["Analysis", "Call"]
 

@@ -13,6 +13,7 @@ from otograph.analysis.engine import Analysis, _slots_of
 from otograph.analysis.slots import varying_axes
 from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
+from otograph.graph.cost import flop_counter
 
 __all__ = ["AnalysisResult", "build_space"]
 
@@ -85,8 +86,6 @@ def _module_of(param: str) -> str:
 
 
 def _total_flops(traced) -> int:
-    from otograph.rewrite.verify import flop_counter
-
     return int(flop_counter(traced.gm, (traced.args, traced.kwargs)).get_total_flops())
 
 

@@ -135,11 +135,6 @@ class SearchSpace:
                 found[g.id] = zeros
         return found
 
-    def summary(self) -> str:
-        from otograph.report.tables import space_table
-
-        return space_table(self)
-
     def __repr__(self) -> str:
         p = len(self.prunable_groups)
         share = self.prunable_params / max(1, self.total_params)

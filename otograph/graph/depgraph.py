@@ -1,27 +1,24 @@
-"""fx graph → ``networkx.DiGraph``: one node per fx node with its op kind, shape and parameters."""
+"""fx graph → ``networkx.DiGraph``: one node per fx node with its op, shape and parameters."""
 
 from __future__ import annotations
 
 import networkx as nx
 
-from otograph.trace.fx import META, TensorInfo
+from otograph.tracing import META, TensorInfo, Traced
 
 __all__ = ["to_networkx"]
 
 
-def to_networkx(traced) -> nx.DiGraph:
-    """Dependency graph of a :class:`~otograph.trace.Traced`; edges follow data flow.
+def to_networkx(traced: Traced) -> nx.DiGraph:
+    """Dependency graph of a :class:`~otograph.tracing.Traced`; edges follow data flow.
 
     Example:
         >>> import torch, otograph
         >>> t = otograph.trace(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU()), torch.randn(1, 2))
-        >>> g = t.to_networkx()
+        >>> g = to_networkx(t)
         >>> list(g.edges)
         [('input_1', '_0'), ('_0', '_1'), ('_1', 'output')]
     """
-    from otograph.analysis.rules.registry import default_registry
-
-    reg = default_registry()
     gm = traced.gm
     modules = dict(gm.named_modules())
     g = nx.DiGraph()
@@ -32,8 +29,7 @@ def to_networkx(traced) -> nx.DiGraph:
             params = [f"{node.target}.{n}" for n, _ in modules[node.target].named_parameters()]
         elif node.op == "get_attr":
             params = [node.target]
-        g.add_node(node.name, op=node.op, target=str(node.target),
-                   kind=reg.kind_of(node, modules) if node.op.startswith("call") else node.op,
+        g.add_node(node.name, op=node.op, target=str(node.target), fx=node,
                    shape=info.shape if isinstance(info, TensorInfo) else None, params=params,
                    module=node.meta.get("nn_module_stack") and list(node.meta["nn_module_stack"])[-1])
         for inp in node.all_input_nodes:

@@ -15,25 +15,9 @@ from typing import Any
 
 import torch
 
-from otograph.trace.fx import eval_mode, normalize_inputs
+from otograph.tracing.values import batch_like, eval_mode
 
-__all__ = ["latency_ms", "batch_like"]
-
-
-def batch_like(example_inputs: Any, batch_size: int) -> tuple[tuple, dict]:
-    """Random inputs shaped like ``example_inputs`` with the leading (batch) axis set to ``batch_size``."""
-    args, kwargs = normalize_inputs(example_inputs)
-
-    def grow(x):
-        if not isinstance(x, torch.Tensor) or x.ndim == 0:
-            return x
-        shape = (batch_size, *x.shape[1:])
-        if x.is_floating_point():
-            return torch.randn(shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
-        idx = torch.arange(batch_size) % x.shape[0]
-        return x[idx]
-
-    return tuple(grow(a) for a in args), {k: grow(v) for k, v in kwargs.items()}
+__all__ = ["latency_ms"]
 
 
 @torch.inference_mode()

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otograph.io import atomic_write, write_text
+from otograph.fileio import atomic_write, write_text
 
 __all__ = ["Series", "Panel", "chart_svg", "chart_png", "save_chart", "has_pillow"]
 

@@ -7,7 +7,8 @@ import torch.fx as fx
 
 from otograph.errors import RewriteError
 from otograph.rewrite.plan import Plan
-from otograph.trace.fx import META, TensorInfo, Traced, eval_mode, flat_inputs, run_fake
+from otograph.tracing import META, TensorInfo, Traced
+from otograph.tracing.values import eval_mode, flat_inputs, run_fake
 
 __all__ = ["check_shapes"]
 
@@ -35,4 +36,4 @@ def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan, names: dic
             expected[names[node.name]] = plan.new_shape(node, info.shape)
     args = flat_inputs(compact, traced.args, traced.kwargs)
     with eval_mode(compact):
-        run_fake(_ShapeCheck(compact, expected), args)
+        run_fake(_ShapeCheck(compact, expected), args, strict=(RewriteError,))

@@ -25,7 +25,7 @@ from otograph.analysis.space import named_tensors
 from otograph.errors import RewriteError
 from otograph.rewrite.modules import resize_module
 from otograph.rewrite.plan import Plan
-from otograph.trace.fx import META, TensorInfo
+from otograph.tracing.values import META, TensorInfo
 
 __all__ = ["shrink"]
 

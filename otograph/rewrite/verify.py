@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._pytree import tree_flatten
 
-from otograph.trace.fx import eval_mode, fake_mode, normalize_inputs
+from otograph.graph.cost import count_flops, count_params
+from otograph.tracing.values import eval_mode, normalize_inputs
 
-__all__ = ["Verification", "verify", "count_flops", "count_params"]
+__all__ = ["Verification", "verify"]
 
 
 @dataclass(frozen=True)
@@ -33,34 +33,6 @@ class Verification:
         return (f"Verification(max|Δ|={self.max_abs:.3g}, rel={self.max_rel:.3g}, "
                 f"params {self.params_before:,} → {self.params_after:,}, "
                 f"FLOPs {self.flops_before:,} → {self.flops_after:,})")
-
-
-def count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
-    """FLOPs of one forward pass (``torch.utils.flop_counter``), eval mode."""
-    return int(flop_counter(model, normalize_inputs(example_inputs)).get_total_flops())
-
-
-def flop_counter(model: torch.nn.Module, inputs: tuple[tuple, dict]) -> FlopCounterMode:
-    """A FlopCounterMode that saw one forward pass of ``model`` (per-module counts included).
-
-    Runs on fake tensors (shapes suffice) and with autograd enabled: fused inference fast paths
-    (``nn.MultiheadAttention``'s) are invisible to the FLOP counter, the regular path is not.
-    """
-    args, kwargs = inputs
-    counter = FlopCounterMode(display=False)
-    try:  # on fake tensors: FLOPs need shapes, not values
-        with eval_mode(model), fake_mode() as mode, counter, torch.enable_grad():
-            fake = tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
-            model(*fake[0], **fake[1])
-    except Exception:  # noqa: BLE001 - ops that refuse fake tensors: count on the real ones
-        counter = FlopCounterMode(display=False)
-        with eval_mode(model), counter, torch.enable_grad():
-            model(*args, **kwargs)
-    return counter
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ def test_compact_model_reloads_without_otograph(pruned_run, tmp_path):
 
 def test_save_compact_of_a_compressed_custom_model(tmp_path):
     import otograph
-    from otograph.io import save_compact
+    from otograph.rewrite.save import save_compact
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),

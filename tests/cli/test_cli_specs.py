@@ -88,7 +88,7 @@ def test_factory_specs():
 
 
 def test_pt2_file_and_run_folder(tmp_path):
-    from otograph.io import save_compact
+    from otograph.rewrite.save import save_compact
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     gm = torch.fx.symbolic_trace(net)

@@ -1,4 +1,4 @@
-"""``otograph viz`` and :mod:`otograph.viz`: colours per group, dashed unprunable spaces, a legend,
+"""``otograph viz`` and :mod:`otograph.drawing`: colours per group, dashed unprunable spaces, a legend,
 collapsed module clusters, removed units, and the .dot fallback without graphviz's ``dot``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import otograph
-from otograph.viz import auto_depth, draw, group_color, has_dot, node_groups, render
+from otograph.drawing import auto_depth, draw, group_color, has_dot, node_groups, render
 
 needs_dot = pytest.mark.skipif(not has_dot(), reason="graphviz's dot is not installed")
 

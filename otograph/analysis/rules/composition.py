@@ -8,6 +8,7 @@ import torch
 from otograph.analysis.rules.common import join, norm_axis
 from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
+from otograph.tracing.values import META
 
 
 def _cat_slot(call, xs, axis: int) -> Slot:
@@ -96,8 +97,6 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
 
 
 def _out_sizes(call, axis: int) -> list[int]:
-    from otograph.trace.fx import META
-
     return [t.shape[axis] for t in call.node.meta[META]]
 
 

@@ -1,7 +1,7 @@
 """Pictures of a search space (graphviz). Reads the analysis; never changes it.
 
 >>> import torch, otograph
->>> from otograph.viz import draw
+>>> from otograph.drawing import draw
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
 >>> space = otograph.search_space(net, torch.randn(1, 3, 16, 16))
 >>> "digraph" in draw(space).source
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from otograph.io import atomic_write, write_text
-from otograph.viz.draw import auto_depth, draw, group_color
-from otograph.viz.mapping import node_groups, shapes_after
+from otograph.drawing.draw import auto_depth, draw, group_color
+from otograph.drawing.mapping import node_groups, shapes_after
+from otograph.fileio import atomic_write, write_text
 
 __all__ = ["draw", "render", "Rendered", "has_dot", "group_color", "auto_depth", "node_groups",
            "shapes_after", "FORMATS"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch.fx as fx
 
 from otograph.analysis.slots import Slot
-from otograph.trace.fx import META, TensorInfo
+from otograph.tracing.values import META, TensorInfo
 
 __all__ = ["node_groups", "shapes_after", "module_path"]
 

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 import graphviz
 import torch.fx as fx
 
-from otograph.trace.fx import META, TensorInfo
-from otograph.viz.mapping import module_path, node_groups, shapes_after
+from otograph.drawing.mapping import module_path, node_groups, shapes_after
+from otograph.tracing.values import META, TensorInfo
 
 __all__ = ["draw", "group_color", "auto_depth"]
 

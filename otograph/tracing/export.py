@@ -16,12 +16,15 @@ __all__ = ["export_graph"]
 
 
 def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict) -> fx.GraphModule:
+    """``torch.export.export(strict=False)`` unlifted to a ``GraphModule`` without input guards."""
     try:
         ep = torch.export.export(model, args, kwargs, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
-        raise TraceError(f"torch.export could not export {type(model).__name__}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}\nFix: check the example inputs match "
-                         f"forward(); for Hugging Face models pass use_cache=False.") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise TraceError(f"torch.export could not export {type(model).__name__}: {type(e).__name__}: {first}",
+                         op=type(model).__name__,
+                         hint="check the example inputs match forward(); for Hugging Face models pass "
+                              "use_cache=False") from e
     gm = ep.module()
     for node in list(gm.graph.nodes):  # input guards of the unlifted module: not part of the model
         if node.op == "call_module" and node.target == "_guards_fn" and not node.users:

@@ -1,0 +1,51 @@
+"""What a model costs: parameters and FLOPs (``torch.utils.flop_counter``), one place for both.
+
+Used below the analysis (per-unit costs, totals) and by the reports and the CLI.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Linear(8, 4)
+    >>> count_params(net), count_flops(net, torch.randn(2, 8))
+    (36, 128)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import FlopCounterMode
+
+from otograph.tracing.values import eval_mode, fake_mode, normalize_inputs
+
+__all__ = ["count_params", "count_flops", "flop_counter"]
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Number of parameter elements (tied parameters counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: torch.nn.Module, example_inputs: Any) -> int:
+    """FLOPs of one forward pass (``torch.utils.flop_counter``), eval mode."""
+    return int(flop_counter(model, normalize_inputs(example_inputs)).get_total_flops())
+
+
+def flop_counter(model: torch.nn.Module, inputs: tuple[tuple, dict]) -> FlopCounterMode:
+    """A FlopCounterMode that saw one forward pass of ``model`` (per-module counts included).
+
+    Runs on fake tensors (shapes suffice) and with autograd enabled: fused inference fast paths
+    (``nn.MultiheadAttention``'s) are invisible to the FLOP counter, the regular path is not.
+    """
+    args, kwargs = inputs
+    counter = FlopCounterMode(display=False)
+    try:  # on fake tensors: FLOPs need shapes, not values
+        with eval_mode(model), fake_mode() as mode, counter, torch.enable_grad():
+            fake = tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
+            model(*fake[0], **fake[1])
+    except Exception:  # noqa: BLE001 - ops that refuse fake tensors: count on the real ones
+        counter = FlopCounterMode(display=False)
+        with eval_mode(model), counter, torch.enable_grad():
+            model(*args, **kwargs)
+    return counter

@@ -1,0 +1,96 @@
+"""``trace``: pick a frontend, get a shaped ``GraphModule``.
+
+Both frontends emit a ``torch.fx.GraphModule`` whose nodes carry ``node.meta[META]`` (a
+:class:`~otograph.tracing.values.TensorInfo` per tensor the node produced on the example inputs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from otograph.errors import TraceError, UnsupportedInput
+from otograph.tracing.export import export_graph
+from otograph.tracing.fx import fx_graph
+from otograph.tracing.values import META, eval_mode, flat_inputs, info_of, normalize_inputs, run_fake
+
+__all__ = ["Traced", "trace", "record_shapes", "FRONTENDS", "DEFAULT_FRONTEND"]
+
+log = logging.getLogger(__name__)
+
+#: ``fx``: symbolic tracing (module structure kept); ``export``: ``torch.export`` (ATen ops, follows
+#: data-dependent Python); ``auto``: fx, then export when fx fails.
+FRONTENDS = ("fx", "export", "auto")
+DEFAULT_FRONTEND = "fx"
+
+
+@dataclass
+class Traced:
+    """A traced model: the ``GraphModule`` (sharing the model's parameters) and example inputs.
+
+    Every node carries ``node.meta[META]``: a ``TensorInfo`` (or a tuple/list of them, or a plain
+    Python value) describing what the node produced on the example inputs. ``frontend`` is the one
+    that produced the graph (``"fx"`` or ``"export"``, also after ``"auto"``).
+    """
+
+    gm: fx.GraphModule
+    args: tuple
+    kwargs: dict
+    frontend: str = DEFAULT_FRONTEND
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        n = len(self.gm.graph.nodes)
+        return f"Traced({type(self.model).__name__ if self.model else 'GraphModule'}, {n} nodes, frontend={self.frontend})"
+
+
+def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
+          autowrap: Iterable[Callable] = (), frontend: str = DEFAULT_FRONTEND) -> Traced:
+    """Trace ``model`` and record every node's shape on ``example_inputs``.
+
+    ``leaf_modules`` (types or qualified names) are kept as single calls; ``autowrap`` functions
+    are recorded as calls instead of being traced through (both fx only). The graph is traced in
+    eval mode; the model's modes are restored afterwards.
+
+    Example:
+        >>> import torch, otograph
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> t = otograph.trace(net, torch.randn(3, 4))
+        >>> [n.op for n in t.gm.graph.nodes]
+        ['placeholder', 'call_module', 'call_module', 'call_module', 'output']
+    """
+    if frontend not in FRONTENDS:
+        raise UnsupportedInput(f"unknown frontend {frontend!r}; available: {', '.join(map(repr, FRONTENDS))}")
+    args, kwargs = normalize_inputs(example_inputs)
+    if frontend == "auto":
+        try:
+            return trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend="fx")
+        except TraceError as e:
+            log.info("fx tracing failed (%s); trying torch.export", str(e).splitlines()[0])
+            return trace(model, example_inputs, frontend="export")
+    with eval_mode(model):
+        if frontend == "export":
+            gm = export_graph(model, args, kwargs)
+        else:
+            gm = fx_graph(model, args, kwargs, leaf_modules=leaf_modules, autowrap=autowrap)
+        traced = Traced(gm, args, kwargs, frontend, model)
+        record_shapes(traced)
+    return traced
+
+
+class _Recorder(fx.Interpreter):
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        n.meta[META] = info_of(out)
+        return out
+
+
+@torch.no_grad()
+def record_shapes(traced: Traced) -> None:
+    """Run the example inputs through the graph and store each node's shape in ``node.meta``."""
+    run_fake(_Recorder(traced.gm), flat_inputs(traced.gm, traced.args, traced.kwargs))

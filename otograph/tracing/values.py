@@ -1,0 +1,149 @@
+"""Tensor values of a traced graph: what each node produced, example inputs, fake runs.
+
+The small toolbox every layer above tracing uses: the ``node.meta`` key holding each node's
+example value (:data:`META`, a :class:`TensorInfo` per tensor), turning example inputs into
+``(args, kwargs)``, running a graph on fake tensors, and switching a model to eval mode without
+``Module.eval()`` (exported modules refuse it).
+
+Example:
+    >>> import torch
+    >>> normalize_inputs(torch.zeros(2))[0][0].shape
+    torch.Size([2])
+    >>> normalize_inputs({"input_ids": torch.zeros(1, 3)})[1].keys()
+    dict_keys(['input_ids'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.utils._pytree import tree_map
+
+from otograph.errors import UnsupportedInput
+
+__all__ = ["META", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
+           "run_fake", "batch_like"]
+
+log = logging.getLogger(__name__)
+
+#: ``node.meta`` key holding the example value's structure: ``torch.Size``/dtype per tensor.
+META = "otograph_val"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and dtype of a tensor a node produced on the example inputs."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def info_of(v: Any) -> Any:
+    """A value's :class:`TensorInfo` structure (tensors replaced, everything else kept)."""
+    def one(x: Any) -> Any:
+        return TensorInfo(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x
+
+    return tree_map(one, v) if isinstance(v, (tuple, list, dict)) else one(v)
+
+
+def normalize_inputs(example_inputs: Any) -> tuple[tuple, dict]:
+    """Tensor, tuple/list of tensors, or dict of keyword inputs → ``(args, kwargs)``."""
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,), {}
+    if isinstance(example_inputs, Mapping):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs), {}
+    raise UnsupportedInput(
+        f"example_inputs must be a tensor, a tuple of inputs or a dict of keyword inputs, "
+        f"not {type(example_inputs).__name__}")
+
+
+def flat_inputs(gm: fx.GraphModule, args: tuple, kwargs: dict) -> list:
+    """Values for the graph's placeholders, in order (handles pytree-flattened exported graphs)."""
+    info = getattr(gm.graph._codegen, "pytree_info", None)
+    if info is not None and info.in_spec is not None:
+        import torch.fx._pytree as fx_pytree
+
+        return list(fx_pytree.tree_flatten_spec((args, kwargs), info.in_spec))
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    args = list(args)
+    for n in placeholders[len(args):]:
+        if n.target in kwargs:
+            args.append(kwargs[n.target])
+        elif n.args:
+            args.append(n.args[0])
+        else:
+            raise UnsupportedInput(f"no example value for input {n.target!r}")
+    return args
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Every submodule in eval mode for the block, the caller's modes restored after.
+
+    Sets ``training`` directly rather than calling ``model.eval()``: exported (unlifted) modules
+    refuse ``eval()``.
+    """
+    modes = {m: m.training for m in model.modules()}
+    for m in modes:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, t in modes.items():
+            m.training = t
+
+
+@contextlib.contextmanager
+def fake_mode():
+    """Shapes without compute: a ``FakeTensorMode`` that accepts the real parameters."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        yield mode
+
+
+def run_fake(interp: fx.Interpreter, inputs: list, *, strict: tuple[type[BaseException], ...] = ()) -> Any:
+    """Run ``interp`` on fake copies of ``inputs``; falls back to real tensors if an op refuses.
+
+    Exceptions of the ``strict`` types are re-raised instead of falling back.
+    """
+    try:
+        with fake_mode() as mode:
+            fake = [mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in inputs]
+            return interp.run(*fake)
+    except strict:
+        raise
+    except Exception as e:  # noqa: BLE001 - data-dependent ops cannot run on fake tensors
+        log.debug("fake run failed (%s); running for real", e)
+        return interp.run(*inputs)
+
+
+def batch_like(example_inputs: Any, batch_size: int) -> tuple[tuple, dict]:
+    """Random inputs shaped like ``example_inputs`` with the leading (batch) axis set to ``batch_size``.
+
+    Floating tensors are drawn from a fixed seed; integer tensors (token ids) repeat the example's rows.
+    """
+    args, kwargs = normalize_inputs(example_inputs)
+
+    def grow(x):
+        if not isinstance(x, torch.Tensor) or x.ndim == 0:
+            return x
+        shape = (batch_size, *x.shape[1:])
+        if x.is_floating_point():
+            return torch.randn(shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+        idx = torch.arange(batch_size) % x.shape[0]
+        return x[idx]
+
+    return tuple(grow(a) for a in args), {k: grow(v) for k, v in kwargs.items()}
