@@ -9,8 +9,9 @@ search space to exactly zero, so ``otograph.compress`` can remove them.
 from hesso.cric import CRIC
 from hesso.optimizer import HESSO
 from hesso.schedule import Schedule
+from hesso.target import Target
 
-__all__ = ["HESSO", "HESSOCRIC", "CRIC", "Schedule"]
+__all__ = ["HESSO", "HESSOCRIC", "CRIC", "Schedule", "Target"]
 
 
 def HESSOCRIC(model, space, *, cric: CRIC | None = None, **kwargs) -> HESSO:  # noqa: N802

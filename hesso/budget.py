@@ -71,7 +71,7 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
 class Budget:
     """A removal target in some cost unit, spread evenly over the pruning periods.
 
-    ``kind`` is ``"groups"`` (cost 1 per unit, target ``⌊s·N⌋`` units split by
+    ``kind`` is ``"units"`` (cost 1 per unit, target ``⌊s·N⌋`` units split by
     :func:`hesso.schedule.quotas`), ``"flops"`` or ``"params"`` (cost from the search space, target
     ``r·total``, cumulative ``r·total·(p+1)/P`` after period ``p``).
     """
@@ -82,7 +82,7 @@ class Budget:
         self.kind, self.fraction, self.periods = kind, float(fraction), periods
         self.unit_cost = unit_cost.double()
         self.total = float(total)
-        if kind == "groups":
+        if kind == "units":
             from hesso.schedule import quotas
 
             q = quotas(int(fraction * unit_cost.numel()), periods)

@@ -29,6 +29,7 @@ from hesso import saliency
 from hesso.budget import Budget, select
 from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
 from hesso.schedule import Schedule, decay_factor
+from hesso.target import Target
 from hesso.units import UnitLayout, UnitScaler
 
 __all__ = ["HESSO", "ACTIVE", "REDUNDANT", "PRUNED"]
@@ -52,8 +53,9 @@ class HESSO(torch.optim.Optimizer):
         params: parameters or parameter-group dicts (default: the model's trainable parameters).
         variant: base optimizer, ``"sgd"``, ``"adam"`` or ``"adamw"``.
         lr, momentum, betas, eps, weight_decay: the base optimizer's hyper-parameters.
-        target_group_sparsity / target_flops_reduction / target_param_reduction: the budget, at
-            most one; none means no pruning.
+        target: what to remove, a :class:`~hesso.target.Target` (none means no pruning).
+        target_group_sparsity / target_flops_reduction / target_param_reduction: shorthands for
+            ``Target("units" | "flops" | "params", fraction)``; at most one, and not with ``target``.
         start_pruning_step: the step (0-based) at which the first period begins.
         pruning_steps: steps over which the periods run (required with a budget).
         pruning_periods: number of periods.
@@ -69,7 +71,7 @@ class HESSO(torch.optim.Optimizer):
 
     def __init__(self, model: nn.Module, space, *, params: Iterable | None = None, variant: str = "sgd",
                  lr: float = 1e-3, momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0,
+                 eps: float = 1e-8, weight_decay: float = 0.0, target: Target | None = None,
                  target_group_sparsity: float | None = None, target_flops_reduction: float | None = None,
                  target_param_reduction: float | None = None, start_pruning_step: int = 0,
                  pruning_steps: int | None = None, pruning_periods: int = 1, group_divisible: int = 1,
@@ -93,22 +95,22 @@ class HESSO(torch.optim.Optimizer):
         self.layout = UnitLayout(model, space, group_divisible)
         U = self.layout.num_units
 
-        targets = {"groups": target_group_sparsity, "flops": target_flops_reduction,
-                   "params": target_param_reduction}
-        given = {k: v for k, v in targets.items() if v is not None}
-        if len(given) > 1:
-            raise ValueError(f"give at most one budget, got {', '.join(given)}")
+        short = Target.from_options(units=target_group_sparsity, flops=target_flops_reduction,
+                                    params=target_param_reduction)
+        if target is not None and short is not None:
+            raise ValueError("give the pruning target once: target= or one target_* argument, not both")
+        self.target: Target | None = target or short
         self.schedule: Schedule | None = None
         self.budget: Budget | None = None
-        if given:
+        if self.target is not None:
             if pruning_steps is None:
                 raise ValueError("pruning_steps is required when a pruning target is given")
             self.schedule = Schedule(start_pruning_step, pruning_steps, pruning_periods)
-            kind, frac = next(iter(given.items()))
-            cost = {"groups": torch.ones(U, dtype=torch.float64), "flops": self.layout.unit_flops,
+            kind = self.target.kind
+            cost = {"units": torch.ones(U, dtype=torch.float64), "flops": self.layout.unit_flops,
                     "params": self.layout.unit_params}[kind]
-            total = {"groups": U, "flops": space.total_flops, "params": space.total_params}[kind]
-            self.budget = Budget(kind, frac, cost, total, pruning_periods)
+            total = {"units": U, "flops": space.total_flops, "params": space.total_params}[kind]
+            self.budget = Budget(kind, self.target.fraction, cost, total, pruning_periods)
         if cric is True:
             cric = CRIC()
         self.cric: CRIC | None = cric or None

@@ -56,7 +56,7 @@ def test_select_properties(sizes, div, frac, seed):
 
 
 def test_budget_periods():
-    b = Budget("groups", 0.5, torch.ones(11), 11, 3)
+    b = Budget("units", 0.5, torch.ones(11), 11, 3)
     assert [b.period_target(p, 0) for p in range(3)] == [1.0, 2.0, 5.0]
     f = Budget("flops", 0.5, torch.ones(4), 1000, 2)
     assert f.period_target(0, 0) == 250 and f.period_target(1, 300) == 200 and f.target == 500
