@@ -6,14 +6,13 @@ per pipeline stage (``tracing``, ``graph``, ``analysis``, ``rewrite``, ``report`
 ``cli``), so no verb hides a subpackage.
 """
 
-from otograph.analysis import Group, Member, SearchSpace, search_space
-from otograph.analysis.rules.registry import register_op
+from otograph.analysis import Group, Member, Registry, SearchSpace, register_op, search_space
 from otograph.errors import AnalysisError, OtographError, RewriteError, TraceError
 from otograph.rewrite import compress, verify
 from otograph.tracing import Traced, trace
 
-__all__ = ["trace", "search_space", "compress", "verify", "viz", "register_op", "Traced", "SearchSpace", "Group",
-           "Member", "OtographError", "TraceError", "AnalysisError", "RewriteError"]
+__all__ = ["trace", "search_space", "compress", "verify", "viz", "register_op", "Registry", "Traced", "SearchSpace",
+           "Group", "Member", "OtographError", "TraceError", "AnalysisError", "RewriteError"]
 __version__ = "0.1.0"
 
 

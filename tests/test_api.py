@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import otograph
-from otograph.analysis.rules.registry import Registry, default_registry, register
+from otograph.analysis.registry import BUILTIN, Registry, Rule
 from tests.tricky_models import SqueezeExcite, cbr
 
 
@@ -23,6 +23,7 @@ def test_trace_records_shapes_and_networkx():
     g = to_networkx(t)
     assert g.number_of_nodes() == len(t.gm.graph.nodes)
     conv = g.nodes["_0_0"]
+    assert otograph.search_space(small(), torch.randn(2, 3, 8, 8)).graph.nodes["_0_0"]["kind"] == "conv"
     assert conv["shape"] == (2, 8, 8, 8) and conv["params"] == ["0.0.weight", "0.0.bias"]
     import networkx as nx
 
@@ -127,7 +128,7 @@ def test_register_op_makes_a_custom_leaf_transparent():
     x = torch.randn(2, 4)
     opaque = otograph.search_space(net, x, leaf_modules=[Swish2])
     assert not opaque.group("0").prunable and "Swish2" in opaque.group("0").reason
-    reg = default_registry().copy()
+    reg = otograph.Registry()
     otograph.register_op(Swish2, "unary", registry=reg)
     space = otograph.search_space(net, x, leaf_modules=[Swish2], registry=reg)
     assert space.group("0").prunable
@@ -137,33 +138,54 @@ def test_register_op_makes_a_custom_leaf_transparent():
 
 
 def test_registering_a_kind_twice_is_an_error():
-    reg = Registry()
-    register("k", "passthrough", [Swish2], registry=reg)(lambda call: None)
+    reg = Registry(empty=True)
+    reg.add(Rule("k", "passthrough", lambda call: None, (Swish2,)))
     with pytest.raises(KeyError, match="already registered"):
-        register("k", "passthrough", registry=reg)(lambda call: None)
+        reg.add(Rule("k", "passthrough", lambda call: None))
     with pytest.raises(KeyError, match="already registered"):
-        register("k2", "passthrough", [Swish2], registry=reg)(lambda call: None)
+        reg.add(Rule("k2", "passthrough", lambda call: None, (Swish2,)))
+    with pytest.raises(ValueError, match="family"):
+        reg.add(Rule("k3", "sideways", lambda call: None))
+
+
+def test_register_op_never_silently_replaces_a_builtin_rule():
+    reg = otograph.Registry()
+    with pytest.raises(KeyError, match="already has the rule 'conv'"):
+        otograph.register_op(nn.Conv2d, "opaque", registry=reg)
+    with pytest.raises(TypeError):
+        otograph.register_op(Swish2, "unary")  # no registry: the caller must own one
+    otograph.register_op(nn.Conv2d, "opaque", registry=reg, replace=True)  # on purpose, in a copy
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    assert not otograph.search_space(net, x, registry=reg).prunable_groups
+    assert otograph.search_space(net, x).group("0").prunable  # the built-in rules are untouched
+    assert BUILTIN.kind_of_target(nn.Conv2d) == "conv"
+
+
+def test_every_rule_lives_in_the_file_of_its_family():
+    for rule in BUILTIN.rules.values():
+        assert rule.couple.__module__ == f"otograph.analysis.rules.{rule.family}", rule
+
+
+def _kinds(space) -> set:
+    return {k for _, k in space.graph.nodes(data="kind") if k}
 
 
 def test_every_rule_is_exercised_by_a_tiny_model():
     """Walk the registry: every built-in op kind must be used by some test topology."""
-    from otograph.analysis.engine import Analysis
     from tests.tricky_models import TRAPS, TRICKY
 
     seen = set()
     for cls, make in TRICKY.values():
         for frontend in ("fx", "export"):
-            an = Analysis(otograph.trace(cls().eval(), make(), frontend=frontend))
-            seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
+            seen |= _kinds(otograph.search_space(cls().eval(), make(), frontend=frontend))
     for cls, make, *_ in TRAPS.values():
-        an = Analysis(otograph.trace(cls().eval(), make()))
-        seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
+        seen |= _kinds(otograph.search_space(cls().eval(), make()))
     import torchvision
 
     vit = torchvision.models.vit_b_32(image_size=32).eval()
-    an = Analysis(otograph.trace(vit, torch.randn(1, 3, 32, 32)))
-    seen |= {default_registry().kind_of(n, an.modules) for n in an.gm.graph.nodes if n.op.startswith("call")}
-    missing = set(default_registry().rules) - seen - {"identity"}
+    seen |= _kinds(otograph.search_space(vit, torch.randn(1, 3, 32, 32)))
+    missing = set(BUILTIN.rules) - seen - {"identity"}
     assert not missing, f"rules without a tiny model exercising them: {sorted(missing)}"
 
 

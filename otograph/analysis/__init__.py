@@ -7,24 +7,26 @@ from typing import Any
 
 import torch
 
-from otograph.analysis import rules  # noqa: F401  (fills the registry)
+from otograph.analysis import rules  # noqa: F401  (fills the built-in registry)
 from otograph.analysis.engine import Analysis
 from otograph.analysis.groups import build_space
-from otograph.analysis.rules.registry import Registry
+from otograph.analysis.registry import BUILTIN, Registry, Rule, register_op
 from otograph.analysis.space import Group, Member, SearchSpace
-from otograph.tracing import Traced, trace
+from otograph.graph import to_networkx
+from otograph.tracing import DEFAULT_FRONTEND, Traced, trace
 
-__all__ = ["search_space", "SearchSpace", "Group", "Member", "analyse"]
+__all__ = ["search_space", "analyse", "SearchSpace", "Group", "Member", "Registry", "Rule", "BUILTIN",
+           "register_op"]
 
 
 def analyse(traced: Traced, registry: Registry | None = None) -> SearchSpace:
-    """Search space of an already traced model."""
-    return build_space(Analysis(traced, registry).run())
+    """Search space of an already traced model (its dependency graph is built here)."""
+    return build_space(Analysis(traced, registry, to_networkx(traced)).run())
 
 
 def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
                  autowrap: Iterable[Callable] = (), registry: Registry | None = None,
-                 frontend: str = "fx") -> SearchSpace:
+                 frontend: str = DEFAULT_FRONTEND) -> SearchSpace:
     """Trace ``model`` and infer its zero-invariant groups.
 
     Example:

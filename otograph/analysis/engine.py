@@ -1,27 +1,28 @@
-"""The analysis pass: walk the graph once, let each op's rule relate slots, collect unions and pins.
+"""The analysis pass: walk the dependency graph once, let each op's rule relate slots.
 
-Rules see a :class:`Call` and use a small vocabulary on it: ``slot``/``shape`` to read operands,
-``union`` to state that elements must be removed together, ``pin`` to make elements
-unprunable with a reason, ``require_zero`` for slices that reach a mixing consumer, ``param_ids``
-to make a parameter axis a member, and ``set_out`` for the result's slot.
+The pass owns the state (slots per node, unions, pins, element table, costs); rules reach it only
+through :class:`~otograph.analysis.call.Call`. Every visited node of the dependency graph is
+annotated with its op ``kind`` and ``family`` (``None`` for opaque ops).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import torch
 import torch.fx as fx
 
+from otograph.analysis.call import Call
 from otograph.analysis.elements import ElementTable
-from otograph.analysis.rules.registry import Registry, Rule, default_registry
-from otograph.analysis.slots import Slot, compress
-from otograph.tracing import META, TensorInfo, Traced
+from otograph.analysis.registry import BUILTIN, Registry
+from otograph.analysis.slots import Slot, flatten_slots
+from otograph.graph import to_networkx
+from otograph.tracing import Traced
 
-__all__ = ["Analysis", "Call"]
+__all__ = ["Analysis"]
 
 log = logging.getLogger(__name__)
 
@@ -34,125 +35,23 @@ def _flatten(x: Any) -> list:
     return [x]
 
 
-class Call:
-    """One op application as a rule sees it."""
-
-    def __init__(self, an: Analysis, node: fx.Node, kind: str, rule: Rule):
-        self.an, self.node, self.kind, self.rule = an, node, kind, rule
-        self.module = an.modules.get(node.target) if node.op == "call_module" else None
-        self.kind_src = "aten" if isinstance(node.target, torch._ops.OpOverload) else "torch"
-
-    # ---- operands -----------------------------------------------------------------------
-    def arg(self, i: int, name: str | None = None, default: Any = None) -> Any:
-        """Argument by position (after ``self`` for methods) or keyword ``name``."""
-        if name is not None and name in self.node.kwargs:
-            return self.node.kwargs[name]
-        if i < len(self.node.args):
-            return self.node.args[i]
-        return default
-
-    def slot(self, x: Any) -> Slot:
-        if isinstance(x, fx.Node):
-            s = self.an.slots.get(x)
-            return s if isinstance(s, Slot) else Slot()
-        return Slot()
-
-    def shape(self, x: Any) -> tuple[int, ...] | None:
-        info = x.meta.get(META) if isinstance(x, fx.Node) else None
-        if isinstance(info, TensorInfo):
-            return info.shape
-        if isinstance(x, torch.Tensor):
-            return tuple(x.shape)
-        return None
-
-    @property
-    def out_shape(self) -> tuple[int, ...] | None:
-        return self.shape(self.node)
-
-    @property
-    def name(self) -> str:
-        if self.node.op == "call_module":
-            return f"{type(self.module).__name__} '{self.node.target}'"
-        return f"{self.kind} ({self.node.name})"
-
-    # ---- effects ------------------------------------------------------------------------
-    def set_out(self, slot: Slot | tuple | None) -> None:
-        if isinstance(slot, Slot) and slot.ids is not None:
-            slot.ids, slot.zero = compress(slot.ids, slot.zero_or(False))
-            self.an.mark_seen(slot.ids)
-        self.an.slots[self.node] = slot if slot is not None else Slot()
-
-    def union(self, a: np.ndarray, b: np.ndarray) -> None:
-        self.an.union(a, b)
-
-    def pin(self, ids: np.ndarray | None, reason: str) -> None:
-        self.an.pin(ids, reason)
-
-    def pin_slot(self, s: Slot, reason: str) -> None:
-        self.an.pin(s.ids, reason)
-        for p in s.pax or ():
-            self.an.pin(p, reason)
-
-    def require_zero(self, ids: np.ndarray | None, zero: np.ndarray | None, what: str) -> None:
-        """Slices reaching a mixing consumer must be exactly zero, else they are pinned."""
-        if ids is None:
-            return
-        z = np.broadcast_to(zero if zero is not None else np.array(False), ids.shape)
-        bad = ids[~z]
-        if bad.size:
-            self.an.pin(bad, f"a non-zero slice reaches {what} {self.name}")
-
-    def tensor(self, x: Any) -> torch.Tensor | None:
-        """The parameter or buffer behind a ``get_attr`` operand (functional/ATen forms)."""
-        if isinstance(x, fx.Node) and x.op == "get_attr":
-            obj = self.an.gm
-            for part in x.target.split("."):
-                obj = getattr(obj, part)
-            return obj if isinstance(obj, torch.Tensor) else None
-        return None
-
-    def add_flops(self, weight: torch.Tensor, out_elems: int, out_channels: int) -> None:
-        """Multiply-adds of a weight op: each output element costs ``2·weight.numel()/out_channels``."""
-        name = self.an.canon[id(weight)]
-        self.an.weight_flops[name] = self.an.weight_flops.get(name, 0.0) + 2.0 * out_elems * (
-            weight.numel() / max(1, out_channels))
-
-    def vote_grad_free(self, tensors, axis: int) -> None:
-        """Producer rows whose output feeds only an affine per-channel norm get an exactly zero
-        gradient once the unit (norm gamma and beta included) is zero: the optimizer need not mask
-        them. Every use of a tensor must agree."""
-        users = list(self.node.users)
-        ok = False
-        if len(users) == 1 and users[0].op == "call_module":
-            m = self.an.modules[users[0].target]
-            ok = (isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.affine
-                  and users[0].args and users[0].args[0] is self.node)
-        for t in tensors:
-            if t is not None:
-                key = (self.an.canon[id(t)], axis)
-                self.an.grad_free[key] = self.an.grad_free.get(key, True) and bool(ok)
-
-    def param_ids(self, tensor: torch.Tensor, axis: int, role: str) -> np.ndarray:
-        name = self.an.canon[id(tensor)]
-        is_param = isinstance(tensor, torch.nn.Parameter)
-        return self.an.table.ids(name, axis, tensor.shape[axis], role, is_param)
-
-
 class Analysis:
-    """State of one analysis pass over a traced graph."""
+    """State of one analysis pass over a traced graph and its dependency graph."""
 
-    def __init__(self, traced: Traced, registry: Registry | None = None):
+    def __init__(self, traced: Traced, registry: Registry | None = None, graph: nx.DiGraph | None = None):
         self.traced = traced
         self.gm = traced.gm
-        self.registry = registry or default_registry()
+        self.graph = graph if graph is not None else to_networkx(traced)
+        self.registry = registry or BUILTIN
         self.modules = dict(self.gm.named_modules())
         self.table = ElementTable()
         self.slots: dict[fx.Node, Any] = {}
         self._ua: list[np.ndarray] = []
         self._ub: list[np.ndarray] = []
         self.pins: list[tuple[np.ndarray, str]] = []
+        self.fibers: list[tuple[np.ndarray, str]] = []  # see require_one_unit
         self._seen: list[np.ndarray] = []
-        self.opaque: dict[str, str] = {}
+        self.opaque_ops: dict[str, str] = {}
         self.weight_flops: dict[str, float] = {}  # FLOPs of the ops each weight takes part in
         self.grad_free: dict[tuple[str, int], bool] = {}  # see Call.vote_grad_free
         self.canon: dict[int, str] = {}
@@ -161,7 +60,7 @@ class Analysis:
         for name, t in self.gm.named_buffers():
             self.canon.setdefault(id(t), name)
 
-    # ---- primitives ---------------------------------------------------------------------
+    # ---- primitives (used through Call) -------------------------------------------------------
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
         ok = (a >= 0) & (b >= 0) & (a != b)
@@ -183,9 +82,24 @@ class Analysis:
         if flat.size:
             self.pins.append((flat, reason))
 
+    def require_one_unit(self, rows: np.ndarray, reason: str) -> None:
+        rows = np.asarray(rows)
+        rows = rows.reshape(rows.shape[0], -1) if rows.ndim else rows.reshape(1, 1)
+        none = (rows < 0).any(1)
+        if none.any():  # positions no unit owns can never go with the rest of the row
+            self.pin(rows[none], reason)
+        if (~none).any():
+            self.fibers.append((rows[~none], reason))
+
     def mark_seen(self, ids: np.ndarray) -> None:
         flat = np.unique(ids)
         self._seen.append(flat[flat >= 0])
+
+    def add_flops(self, name: str, flops: float) -> None:
+        self.weight_flops[name] = self.weight_flops.get(name, 0.0) + flops
+
+    def vote_grad_free(self, name: str, axis: int, ok: bool) -> None:
+        self.grad_free[(name, axis)] = self.grad_free.get((name, axis), True) and ok
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._ua:
@@ -195,17 +109,20 @@ class Analysis:
     def seen(self) -> np.ndarray:
         return np.unique(np.concatenate(self._seen)) if self._seen else np.zeros(0, np.int64)
 
-    # ---- the pass -----------------------------------------------------------------------
+    # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> Analysis:
-        for node in self.gm.graph.nodes:
+        for name in self.graph.nodes:
+            node = self.graph.nodes[name]["fx"]
             try:
                 self._visit(node)
             except Exception as e:  # a rule failing must not produce a wrong model: pin instead
                 log.warning("rule for %s failed (%s); treating it as opaque", node.format_node(), e)
-                self._opaque(node, f"{node.target} (rule error: {type(e).__name__}: {e})")
+                self.opaque(node, f"{node.target} (rule error: {type(e).__name__}: {e})")
         return self
 
     def _visit(self, node: fx.Node) -> None:
+        attrs = self.graph.nodes[node.name]
+        attrs["kind"] = attrs["family"] = None
         if node.op == "placeholder":
             self.slots[node] = Slot()
         elif node.op == "get_attr":
@@ -213,17 +130,17 @@ class Analysis:
         elif node.op == "output":
             for x in _flatten(node.args):
                 if isinstance(x, fx.Node):
-                    for s in _slots_of(self.slots.get(x)):
+                    for s in flatten_slots(self.slots.get(x)):
                         self.pin(s.ids, "reaches the model output")
                         for p in s.pax or ():
                             self.pin(p, "reaches the model output")
         else:
-            kind = self.registry.kind_of(node, self.modules)
-            rule = self.registry.rules.get(kind) if kind else None
+            rule = self.registry.rule_of(node, self.modules)
             if rule is None:
-                self._opaque(node, _describe(node, self.modules))
+                self.opaque(node, _describe(node, self.modules))
                 return
-            call = Call(self, node, kind, rule)
+            attrs["kind"], attrs["family"] = rule.kind, rule.family
+            call = Call(self, node, rule.kind, rule)
             if not rule.accepts_params:
                 self._unparam(node, call)
             rule.couple(call)
@@ -253,28 +170,20 @@ class Analysis:
                         self.pin(p, f"parameter {s.pnames[0]} is used directly by {call.name}")
                     self.slots[x] = Slot()  # pinned: from now on it is a plain constant
 
-    def _opaque(self, node: fx.Node, what: str) -> None:
+    def opaque(self, node: fx.Node, what: str) -> None:
         """Unknown op: pin every space it touches. One that touches none is harmless and unreported
         (its output carries no channel structure, and the rewriter aligns it where it meets one)."""
         touched = False
         for x in _flatten((node.args, node.kwargs)):
             if isinstance(x, fx.Node):
-                for s in _slots_of(self.slots.get(x)):
+                for s in flatten_slots(self.slots.get(x)):
                     for ids in (s.ids, *(s.pax or ())):
                         if ids is not None and (ids >= 0).any():
                             self.pin(ids, f"touches the unsupported op {what}")
                             touched = True
         if touched:
-            self.opaque.setdefault(node.name, what)
+            self.opaque_ops.setdefault(node.name, what)
         self.slots[node] = Slot()
-
-
-def _slots_of(s: Any) -> Sequence[Slot]:
-    if isinstance(s, Slot):
-        return [s]
-    if isinstance(s, (tuple, list)):
-        return [y for v in s for y in _slots_of(v)]
-    return []
 
 
 def _describe(node: fx.Node, modules: dict) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from otograph.analysis.engine import Analysis, _slots_of
-from otograph.analysis.slots import varying_axes
+from otograph.analysis.engine import Analysis
+from otograph.analysis.slots import flatten_slots, varying_axes
 from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
 from otograph.graph.cost import flop_counter
@@ -56,7 +56,7 @@ def _align(an: Analysis, n: int) -> np.ndarray:
     labels = components(n, ea, eb)
     for _ in range(20):
         added = False
-        for s in (s for v in an.slots.values() for s in _slots_of(v)):
+        for s in (s for v in an.slots.values() for s in flatten_slots(v)):
             if s.ids is None:
                 continue
             vary = varying_axes(s.ids)
@@ -93,6 +93,9 @@ def build_space(an: Analysis) -> SearchSpace:
     table = an.table
     n = table.size
     labels = _align(an, n)
+    for rows, reason in an.fibers:  # rows that had to end up inside one unit and did not
+        lab = labels[rows]
+        an.pin(rows[(lab != lab[:, :1]).any(1)], reason)
     pinned: dict[int, str] = {}
     for ids, reason in an.pins:
         for c in np.unique(labels[ids]):
@@ -160,9 +163,25 @@ def build_space(an: Analysis) -> SearchSpace:
         for a, n in enumerate(t.shape):
             left *= n - axes.get(a, 0)
         prunable += t.numel() - left
-    opaque = tuple(sorted(set(an.opaque.values())))
-    return SearchSpace(groups, total_params, total_flops, opaque, an.traced,
-                       AnalysisResult(an, labels, unit_comp), prunable_params=prunable)
+    opaque = tuple(sorted(set(an.opaque_ops.values())))
+    result = AnalysisResult(an, labels, unit_comp)
+    _annotate(an, result, groups)
+    return SearchSpace(groups, total_params, total_flops, opaque, an.traced, result,
+                       prunable_params=prunable, graph=an.graph)
+
+
+def _annotate(an: Analysis, res: AnalysisResult, groups: list[Group]) -> None:
+    """Each node of the dependency graph gets ``groups``: the ids of the groups its value carries."""
+    comp_group = {c: gid for (gid, _u), c in res.unit_comp.items()}
+    order = {g.id: i for i, g in enumerate(groups)}
+    for node, v in an.slots.items():
+        found: set[str] = set()
+        for s in flatten_slots(v):
+            arrays = [s.ids] if s.ids is not None else [p for p in (s.pax or ()) if p is not None]
+            for ids in arrays:
+                flat = np.unique(ids[ids >= 0])
+                found.update(comp_group[c] for c in np.unique(res.labels[flat]).tolist() if c in comp_group)
+        an.graph.nodes[node.name]["groups"] = tuple(sorted(found, key=order.__getitem__))
 
 
 def _group_id(members: list[Member], used: dict[str, int]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Slot", "compress", "varying_axes"]
+__all__ = ["Slot", "compress", "varying_axes", "flatten_slots"]
 
 
 @dataclass
@@ -53,3 +53,12 @@ def compress(ids: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]
                 ids, zero = first_i, first_z
     return np.ascontiguousarray(ids), np.ascontiguousarray(zero)
 
+
+
+def flatten_slots(v: object) -> list[Slot]:
+    """The slots of an analysis value: a Slot, or nested tuples/lists of them (tuple-valued ops)."""
+    if isinstance(v, Slot):
+        return [v]
+    if isinstance(v, (tuple, list)):
+        return [s for x in v for s in flatten_slots(x)]
+    return []

@@ -94,6 +94,9 @@ class SearchSpace:
     analysis: Any = field(default=None, repr=False)
     #: parameters that lie in prunable groups (each element counted once)
     prunable_params: int = 0
+    #: the dependency graph (networkx), each node annotated with its op ``kind``, ``family`` and
+    #: the ``groups`` its value carries
+    graph: Any = field(default=None, repr=False)
 
     @property
     def prunable_groups(self) -> list[Group]:

@@ -12,55 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import numpy as np
 import torch.fx as fx
 
-from otograph.analysis.slots import Slot
+from otograph.rewrite.plan import make_plan
 from otograph.tracing.values import META, TensorInfo
 
 __all__ = ["node_groups", "shapes_after", "module_path"]
 
 
-def _slots(v) -> list[Slot]:
-    if isinstance(v, Slot):
-        return [v]
-    if isinstance(v, (tuple, list)):
-        return [s for x in v for s in _slots(x)]
-    return []
-
-
-def _comp_group(space) -> dict[int, str]:
-    return {c: gid for (gid, _u), c in space.analysis.unit_comp.items()}
-
-
 def node_groups(space) -> dict[fx.Node, tuple[str, ...]]:
     """``{node: (group id, …)}`` for every node whose value carries channels of some group.
 
-    Groups are listed in the order of ``space.groups``.
+    Read from the dependency graph the analysis annotated; groups in the order of ``space.groups``.
     """
-    res = space.analysis
-    comp_group = _comp_group(space)
-    order = {g.id: i for i, g in enumerate(space.groups)}
-    out: dict[fx.Node, tuple[str, ...]] = {}
-    for node, v in res.analysis.slots.items():
-        found: set[str] = set()
-        for s in _slots(v):
-            arrays = [s.ids] if s.ids is not None else [p for p in (s.pax or ()) if p is not None]
-            for ids in arrays:
-                flat = np.unique(ids[ids >= 0])
-                for c in np.unique(res.labels[flat]):
-                    gid = comp_group.get(int(c))
-                    if gid is not None:
-                        found.add(gid)
-        if found:
-            out[node] = tuple(sorted(found, key=order.__getitem__))
-    return out
+    return {data["fx"]: data["groups"] for _, data in space.graph.nodes(data=True) if data.get("groups")}
 
 
 def shapes_after(space, removed: Mapping[str, Iterable[int]] | None) -> dict[fx.Node, tuple[tuple, tuple]]:
     """``{node: (shape before, shape after)}`` for tensor-valued nodes, after removing ``removed``."""
-    from otograph.rewrite.plan import make_plan
-
     plan = make_plan(space, removed or {})
     out = {}
     for node in space.traced.gm.graph.nodes:

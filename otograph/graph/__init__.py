@@ -1,5 +1,6 @@
-"""The dependency graph (networkx) of a traced model."""
+"""The dependency graph (networkx) of a traced model, argument binding by schema, and costs."""
 
 from otograph.graph.depgraph import to_networkx
+from otograph.graph.signature import Bound, bind
 
-__all__ = ["to_networkx"]
+__all__ = ["to_networkx", "bind", "Bound"]

@@ -27,6 +27,6 @@ def compress(model: torch.nn.Module, space: SearchSpace,
     if units is None:
         units = space.zero_units(model)
     plan = make_plan(space, units)
-    compact, names = shrink(space.traced.gm, model, plan)
+    compact, names = shrink(space.traced.gm, model, plan, space.analysis.analysis.registry)
     check_shapes(compact, space.traced, plan, names)
     return compact

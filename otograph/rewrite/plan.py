@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch.fx as fx
 
-from otograph.analysis.engine import _slots_of
-from otograph.analysis.slots import Slot
+from otograph.analysis.slots import Slot, flatten_slots
 from otograph.analysis.space import SearchSpace
 from otograph.errors import RewriteError
 
@@ -75,7 +74,7 @@ def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
             params[(name, axis)] = np.nonzero(keep)[0]
     values = {}
     for node, v in res.analysis.slots.items():
-        ks = [_value_keep(s, gone) for s in _slots_of(v)]
+        ks = [_value_keep(s, gone) for s in flatten_slots(v)]
         if any(ks):
             values[node] = ks
     pvals = frozenset(n for n, s in res.analysis.slots.items() if isinstance(s, Slot) and s.pax is not None)

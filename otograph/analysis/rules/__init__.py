@@ -1,17 +1,13 @@
-"""Rule families; importing this package fills the registry."""
+"""The built-in rules, one file per family; importing this package fills ``registry.BUILTIN``."""
 
 from otograph.analysis.rules import (  # noqa: F401  (registration side effects)
-    aten,
     attention,
     composition,
     contraction,
     coupling,
     elementwise,
     layout,
+    meta,
     passthrough,
-    producers,
-    thirdparty,
+    producer,
 )
-from otograph.analysis.rules.registry import RULES, Registry, Rule, register, register_op
-
-__all__ = ["RULES", "Registry", "Rule", "register", "register_op"]

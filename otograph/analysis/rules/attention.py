@@ -13,15 +13,15 @@ import operator
 
 import numpy as np
 import torch
-import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import axis_ids
-from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
 from otograph.analysis.space import CONSUMER, PRODUCER
-from otograph.errors import RewriteError
+
+attention = rule("attention")
 
 
 def _unsupported(m: nn.MultiheadAttention, call) -> str | None:
@@ -29,10 +29,10 @@ def _unsupported(m: nn.MultiheadAttention, call) -> str | None:
         return "separate q/k/v projection weights"
     if m.bias_k is not None or m.add_zero_attn:
         return "add_bias_kv / add_zero_attn"
-    for i, name in ((3, "key_padding_mask"), (5, "attn_mask")):
-        if call.arg(i, name) is not None:
+    for name in ("key_padding_mask", "attn_mask"):
+        if call.arg(name) is not None:
             return name
-    if call.arg(7, "is_causal", False):
+    if call.arg("is_causal", default=False):
         return "is_causal"
     weights_used = any(u.target is operator.getitem and u.args[1] == 1 and u.users for u in call.node.users)
     if weights_used:
@@ -42,33 +42,31 @@ def _unsupported(m: nn.MultiheadAttention, call) -> str | None:
     return None
 
 
-def _mha_shrink(builder, node: fx.Node, new: fx.Node) -> None:
-    m = builder.modules[node.target]
-    plan = builder.plan
-    E = m.embed_dim
-    pre = node.target
-    touched = any(k[0].startswith(pre + ".") for k in plan.params)
-    if not touched:
+def _inline(edit) -> None:
+    """A pruned ``nn.MultiheadAttention`` becomes linear → SDPA → linear on its (sliced) parameters."""
+    m: nn.MultiheadAttention = edit.module
+    pre = edit.old.target
+    if not edit.shrinks(pre):
         return
-    g = builder.graph
-    H = m.num_heads
-    D = E // H
-    rows = plan.params.get((f"{pre}.in_proj_weight", 0))
-    Hn = H if rows is None else len(rows) // (3 * D)
+    rows = edit.kept_rows(f"{pre}.in_proj_weight", 0)
+    for user in edit.old.users:
+        if user.target is not operator.getitem or (user.args[1] != 0 and user.users):
+            edit.fail(f"its output is used as {user.format_node()}")
+    g = edit.graph
+    D = m.embed_dim // m.num_heads
+    Hn = m.num_heads if rows is None else len(rows) // (3 * D)
     En = Hn * D
-    with g.inserting_before(new):
-        q, k, v = (new.args + (None, None))[:3] if len(new.args) >= 3 else (
-            new.kwargs.get("query"), new.kwargs.get("key"), new.kwargs.get("value"))
+    with g.inserting_before(edit.new):
         w = g.get_attr(f"{pre}.in_proj_weight")
         b = g.get_attr(f"{pre}.in_proj_bias") if m.in_proj_bias is not None else None
         heads = []
-        for i, x in enumerate((q, k, v)):
+        for i, name in enumerate(("query", "key", "value")):
+            x = edit.new_value(edit.arg(name))
             if not m.batch_first:
                 x = g.call_function(torch.transpose, (x, 0, 1))
             wi = g.call_function(operator.getitem, (w, slice(i * En, (i + 1) * En)))
             bi = g.call_function(operator.getitem, (b, slice(i * En, (i + 1) * En))) if b is not None else None
-            y = g.call_function(F.linear, (x, wi, bi))
-            y = g.call_function(torch.unflatten, (y, -1, (Hn, D)))
+            y = g.call_function(torch.unflatten, (g.call_function(F.linear, (x, wi, bi)), -1, (Hn, D)))
             heads.append(g.call_function(torch.transpose, (y, 1, 2)))
         o = g.call_function(F.scaled_dot_product_attention, tuple(heads), {"scale": 1.0 / D ** 0.5})
         o = g.call_function(torch.flatten, (g.call_function(torch.transpose, (o, 1, 2)), 2))
@@ -77,19 +75,14 @@ def _mha_shrink(builder, node: fx.Node, new: fx.Node) -> None:
         out = g.call_function(F.linear, (o, ow, ob))
         if not m.batch_first:
             out = g.call_function(torch.transpose, (out, 0, 1))
-    for user in node.users:
-        if user.target is not operator.getitem or (user.args[1] != 0 and user.users):
-            raise RewriteError(f"cannot inline {node.format_node()}: its output is used as {user.format_node()}")
-    g.erase_node(new)
-    builder.env[node] = None
-    builder.tuples[node] = (out, None)
-    builder.root.get_submodule(node.target).num_heads = Hn  # no longer called; keep it truthful
+    edit.replace_value((out, None))
+    edit.root.get_submodule(pre).num_heads = Hn  # no longer called; keep it truthful
 
 
-@register("mha", "contraction", [nn.MultiheadAttention], shrink=_mha_shrink)
+@attention("mha", [nn.MultiheadAttention], rewrite=_inline)
 def _mha(call):
     m: nn.MultiheadAttention = call.module
-    q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
+    q, k, v = call.arg("query"), call.arg("key"), call.arg("value")
     why = _unsupported(m, call)
     if why is not None:
         for x in (q, k, v):
@@ -116,7 +109,7 @@ def _mha(call):
         call.union(call.param_ids(m.in_proj_bias, 0, PRODUCER), rows.ravel())
     cols = call.param_ids(m.out_proj.weight, 1, CONSUMER).reshape(H, D)
     call.union(heads[:, :1], cols)
-    call.an.mark_seen(heads[:, 0])
+    call.mark_seen(heads[:, 0])
     out = call.param_ids(m.out_proj.weight, 0, PRODUCER)
     if m.out_proj.bias is not None:
         call.union(call.param_ids(m.out_proj.bias, 0, PRODUCER), out)

@@ -1,14 +1,17 @@
-"""Composition: concatenation with offsets, and the sub-ranges taken by split/chunk/narrow."""
+"""Composition: concatenation with offsets, and the sub-ranges taken by split/chunk/narrow/unbind."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import join, norm_axis
-from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
 from otograph.tracing.values import META
+
+composition = rule("composition")
+aten = torch.ops.aten
 
 
 def _cat_slot(call, xs, axis: int) -> Slot:
@@ -41,18 +44,23 @@ def _cat_slot(call, xs, axis: int) -> Slot:
     return Slot(np.concatenate(parts_i, axis), np.concatenate(parts_z, axis))
 
 
-@register("cat", "composition", [torch.cat, torch.concat, torch.concatenate], accepts_params=True)
+def _rewrite_cat(edit) -> None:
+    edit.align_operands(list(edit.arg("tensors")), skip_axis=edit.arg("dim", "axis", default=0) % len(edit.shape()))
+
+
+@composition("cat", [torch.cat, torch.concat, torch.concatenate, aten.cat], rewrite=_rewrite_cat,
+             accepts_params=True)
 def _cat(call):
-    xs = list(call.arg(0, "tensors"))
-    axis = norm_axis(call.arg(1, "dim", 0), len(call.out_shape))
+    xs = list(call.arg("tensors"))
+    axis = norm_axis(call.arg("dim", "axis", default=0), len(call.out_shape))
     call.set_out(_cat_slot(call, xs, axis))
 
 
-@register("stack", "composition", [torch.stack], accepts_params=False)
+@composition("stack", [torch.stack, aten.stack])
 def _stack(call):
-    xs = list(call.arg(0, "tensors"))
+    xs = list(call.arg("tensors"))
     nd = len(call.out_shape)
-    axis = norm_axis(call.arg(1, "dim", 0), nd)
+    axis = norm_axis(call.arg("dim", default=0), nd)
     # stack == unsqueeze each input, then concatenate along the new axis (never a channel axis)
     slots = []
     for x in xs:
@@ -96,20 +104,39 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
     return tuple(out)
 
 
-def _out_sizes(call, axis: int) -> list[int]:
-    return [t.shape[axis] for t in call.node.meta[META]]
+def _rewrite_split(edit) -> None:
+    x = edit.arg("input")
+    xk = edit.keep(x)
+    if not xk:
+        return
+    nd = len(edit.shape(x))
+    dim = edit.arg("dim", default=0) % nd
+    if edit.target_name == "unbind":
+        if dim in xk:
+            edit.fail("unbind over a shrinking axis")
+        return
+    if dim not in xk:
+        return
+    k, sizes, start = xk[dim], [], 0
+    for t in edit.old.meta[META]:
+        n = t.shape[dim]
+        sizes.append(int(k[start:start + n].sum()))
+        start += n
+    if any(s == 0 for s in sizes):
+        edit.fail("a piece would be empty")
+    new = edit.new
+    new.target = torch.split if new.op == "call_function" else "split"
+    new.args, new.kwargs = (new.args[0], sizes, dim), {}
 
 
-@register("split", "composition", [torch.split, "method:split", torch.chunk, "method:chunk",
-                                   torch.tensor_split, "method:tensor_split", torch.unbind,
-                                   "method:unbind"])
+@composition("split", [torch.split, "method:split", torch.chunk, "method:chunk", torch.tensor_split,
+                       "method:tensor_split", torch.unbind, "method:unbind", aten.split, aten.split_with_sizes,
+                       aten.chunk, aten.unbind], rewrite=_rewrite_split)
 def _split(call):
-    x = call.arg(0, "input")
+    x = call.arg("input")
     nd = len(call.shape(x))
-    target = call.node.target
-    name = getattr(target, "__name__", target).split(".")[0]
-    if name in ("unbind",):
-        axis = norm_axis(call.arg(1, "dim", 0), nd)
+    axis = norm_axis(call.arg("dim", default=0), nd)
+    if call.target_name == "unbind":
         s = call.slot(x)
         n = call.shape(x)[axis]
         if s.ids is None:
@@ -119,16 +146,26 @@ def _split(call):
             Slot(np.take(s.ids, i if s.ids.shape[axis] > 1 else 0, axis),
                  np.take(s.zero, i if s.zero.shape[axis] > 1 else 0, axis)) for i in range(n)))
         return
-    axis = norm_axis(call.arg(2, "dim", 0), nd)
-    call.set_out(_pieces(call, x, axis, _out_sizes(call, axis)))
+    call.set_out(_pieces(call, x, axis, [shape[axis] for shape in call.out_shapes]))
 
 
-@register("narrow", "composition", [torch.narrow, "method:narrow"])
+def _rewrite_narrow(edit) -> None:
+    x, dim, start, length = edit.arg("input"), edit.arg("dim"), edit.arg("start"), edit.arg("length")
+    keep = edit.keep(x).get(dim % len(edit.shape(x)))
+    if keep is None:
+        return
+    if not isinstance(start, int) or not isinstance(length, int):
+        edit.fail("dynamic bounds on a shrinking axis")
+    edit.set_arg("start", int(keep[:start].sum()))
+    edit.set_arg("length", int(keep[start:start + length].sum()))
+
+
+@composition("narrow", [torch.narrow, "method:narrow", aten.narrow], rewrite=_rewrite_narrow)
 def _narrow(call):
-    x = call.arg(0, "input")
+    x = call.arg("input")
     nd = len(call.shape(x))
-    axis = norm_axis(call.arg(1, "dim"), nd)
-    start, length = call.arg(2, "start"), call.arg(3, "length")
+    axis = norm_axis(call.arg("dim"), nd)
+    start, length = call.arg("start"), call.arg("length")
     s = call.slot(x)
     if s.ids is None or s.ids.shape[axis] == 1:
         call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())

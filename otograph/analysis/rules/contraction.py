@@ -8,15 +8,20 @@ contracts over join that structure (so q's head *h* is one unit with all of its 
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 
+from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import merge_ids, pad_left
-from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
+
+contraction = rule("contraction")
+aten = torch.ops.aten
 
 
 def _zero(s: Slot, nd: int) -> np.ndarray:
@@ -58,10 +63,22 @@ def matmul_slot(call, sa: Slot, sb: Slot, nd: int, what: str) -> Slot:
     return Slot(ids, np.broadcast_to(zero, shape).copy())
 
 
-@register("matmul", "contraction", [torch.matmul, operator.matmul,
-                                    torch.bmm, "method:matmul", "method:bmm", "method:__matmul__"])
+def _rewrite_matmul(edit) -> None:
+    """An operand no unit owns is gathered along its contracted axis where the other one shrinks."""
+    a, b = edit.arg("input"), edit.arg("other", "mat2")
+    for x, other, k_axis in ((a, b, -1), (b, a, -2)):
+        if not isinstance(x, fx.Node) or edit.keep(x) or not isinstance(other, fx.Node):
+            continue
+        o_axis = len(edit.shape(other)) + (-2 if k_axis == -1 else -1)
+        ok = edit.keep(other)
+        if o_axis in ok:
+            edit.gather(x, len(edit.shape(x)) + k_axis, ok[o_axis])
+
+
+@contraction("matmul", [torch.matmul, operator.matmul, torch.bmm, "method:matmul", "method:bmm",
+                        "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul)
 def _matmul(call):
-    a, b = call.arg(0, "input"), call.arg(1, "other" if call.node.target != torch.bmm else "mat2")
+    a, b = call.arg("input"), call.arg("other", "mat2")
     sa, sb = call.slot(a), call.slot(b)
     if len(call.shape(a)) < 2 or len(call.shape(b)) < 2:
         call.pin_slot(sa, f"is a vector operand of {call.name}")
@@ -77,11 +94,18 @@ def _swap_last(s: Slot) -> Slot:
     return Slot(np.swapaxes(s.ids, -1, -2), np.swapaxes(s.zero, -1, -2))
 
 
-@register("sdpa", "contraction", [F.scaled_dot_product_attention])
+def _rewrite_sdpa(edit) -> None:
+    """The default scale is 1/√head_dim of the original head size: write it out when heads shrink."""
+    q = edit.arg("query", "input")
+    if len(edit.shape(q)) - 1 in edit.keep(q) and edit.arg("scale") is None:
+        edit.set_arg("scale", 1.0 / math.sqrt(edit.shape(q)[-1]))
+
+
+@contraction("sdpa", [F.scaled_dot_product_attention, aten.scaled_dot_product_attention], rewrite=_rewrite_sdpa)
 def _sdpa(call):
-    q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
-    mask = call.arg(3, "attn_mask")
-    if call.node.kwargs.get("enable_gqa"):
+    q, k, v = call.arg("query", "input"), call.arg("key"), call.arg("value")
+    mask = call.arg("attn_mask")
+    if call.arg("enable_gqa"):
         for x in (q, k, v):
             call.pin_slot(call.slot(x), f"{call.name} uses grouped-query attention")
         call.set_out(Slot())
@@ -107,16 +131,18 @@ def _frame(s: Slot, letters: str, frame: str) -> tuple[np.ndarray | None, np.nda
     return ids.reshape(shape), zero.reshape(shape)
 
 
-@register("einsum", "contraction", [torch.einsum, torch.ops.aten.einsum])
+@contraction("einsum", [torch.einsum, aten.einsum])
 def _einsum(call):
     """Explicit-output einsum (``"bhid,bhjd->bhij"``): matmul's rule over named axes."""
-    eq = call.arg(0, "equation")
-    ops = call.node.args[1:] if call.node.target is torch.einsum else call.arg(1, "tensors")
+    if call.given("equation"):
+        eq, ops = call.arg("equation"), call.arg("tensors")
+    else:  # torch.einsum(equation, *operands)
+        eq, *ops = call.arg("args")
     if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
         ops = ops[0]
     eq = eq.replace(" ", "") if isinstance(eq, str) else ""
     if "->" not in eq or "." in eq:
-        call.an._opaque(call.node, f"{call.name} with equation {eq!r}")
+        call.opaque(f"{call.name} with equation {eq!r}")
         return
     lhs, out = eq.split("->")
     terms = lhs.split(",")

@@ -1,36 +1,47 @@
-"""Elementwise joins: aligned positions of all operands and the result are one element."""
+"""Elementwise joins: aligned positions of all operands and the result are one element.
+
+In the compact graph, operands that no unit owns (graph inputs, buffers, constants) are gathered
+where they meet a shrinking axis of the result.
+"""
 
 from __future__ import annotations
 
 import operator
 
+import numpy as np
 import torch
 
+from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import join
-from otograph.analysis.rules.registry import register
+
+elementwise = rule("elementwise")
+aten = torch.ops.aten
 
 
-@register("add", "elementwise", [operator.add, operator.iadd, torch.add, "method:add", "method:add_",
-                                 operator.sub, operator.isub, torch.sub, torch.subtract, "method:sub",
-                                 "method:sub_", torch.rsub, "method:rsub"], accepts_params=True)
+def _align(edit) -> None:
+    edit.align_operands(edit.old.all_input_nodes)
+
+
+@elementwise("add", [operator.add, operator.iadd, torch.add, "method:add", "method:add_", operator.sub,
+                     operator.isub, torch.sub, torch.subtract, "method:sub", "method:sub_", torch.rsub,
+                     "method:rsub", aten.add, aten.sub, aten.rsub, aten.add_], rewrite=_align, accepts_params=True)
 def _add(call):
-    ops = [call.arg(0, "input"), call.arg(1, "other")]
-    alpha = call.node.kwargs.get("alpha", 1)
-    if alpha == 0:
+    ops = [call.arg("input"), call.arg("other")]
+    if call.arg("alpha", default=1) == 0:
         ops = ops[:1]
     call.set_out(join(call, ops, "and"))
 
 
-@register("mul", "elementwise", [operator.mul, operator.imul, torch.mul, torch.multiply, "method:mul",
-                                 "method:mul_"], accepts_params=True)
+@elementwise("mul", [operator.mul, operator.imul, torch.mul, torch.multiply, "method:mul", "method:mul_",
+                     aten.mul, aten.mul_], rewrite=_align, accepts_params=True)
 def _mul(call):
-    call.set_out(join(call, [call.arg(0, "input"), call.arg(1, "other")], "or"))
+    call.set_out(join(call, [call.arg("input"), call.arg("other")], "or"))
 
 
-@register("div", "elementwise", [operator.truediv, operator.itruediv, torch.div, torch.true_divide,
-                                 "method:div", "method:div_", operator.floordiv], accepts_params=True)
+@elementwise("div", [operator.truediv, operator.itruediv, torch.div, torch.true_divide, "method:div",
+                     "method:div_", operator.floordiv, aten.div], rewrite=_align, accepts_params=True)
 def _div(call):
-    num, den = call.arg(0, "input"), call.arg(1, "other")
+    num, den = call.arg("input"), call.arg("other")
     d = call.slot(den)
     if d.ids is not None or d.pax is not None:
         # a zeroed divisor slice would make inf/nan: keep such spaces whole
@@ -38,8 +49,18 @@ def _div(call):
     call.set_out(join(call, [num, den], "first"))
 
 
-@register("where", "elementwise", [torch.where, "method:where"])
+@elementwise("where", [torch.where, "method:where", aten.where], rewrite=_align)
 def _where(call):
-    cond, a, b = call.arg(0, "condition"), call.arg(1, "input"), call.arg(2, "other")
+    cond, a, b = call.arg("condition"), call.arg("input"), call.arg("other")
     call.pin_slot(call.slot(cond), f"is the condition of {call.name}")
     call.set_out(join(call, [a, b, cond], "and"))
+
+
+@elementwise("masked_fill", ["method:masked_fill", aten.masked_fill], rewrite=_align)
+def _masked_fill(call):
+    x, mask, value = call.arg("input"), call.arg("mask"), call.arg("value")
+    call.pin_slot(call.slot(mask), f"is the mask of {call.name}")
+    out = join(call, [x, mask], "first")
+    if out.ids is not None and value != 0:
+        out.zero = np.zeros(out.ids.shape, bool)
+    call.set_out(out)

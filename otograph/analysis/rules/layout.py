@@ -12,14 +12,53 @@ import operator
 import numpy as np
 import torch
 
+from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import norm_axis, pad_left
-from otograph.analysis.rules.registry import register
 from otograph.analysis.slots import Slot
+
+layout = rule("layout")
+aten = torch.ops.aten
 
 RESHAPES = [torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten,
             "method:view", "method:reshape", "method:flatten", "method:squeeze", "method:unsqueeze",
             "method:unflatten", "method:view_as", "method:reshape_as", torch.nn.Flatten,
-            torch.nn.Unflatten]
+            torch.nn.Unflatten, aten.view, aten.reshape, aten._unsafe_view, aten.unsqueeze, aten.squeeze,
+            aten.flatten, aten.unflatten]
+
+
+def _sizes(v) -> list:
+    return list(v) if isinstance(v, (tuple, list)) else [v]
+
+
+def _rewrite_sizes(edit, name: str) -> None:
+    """Sizes written in the code (``view``/``reshape``/``expand``) follow the shrinking axes."""
+    keep, shape = edit.keep(), edit.shape()
+    if not keep or shape is None or name not in edit.args:
+        return
+    sizes = _sizes(edit.new_arg(name))
+    if len(sizes) != len(shape):
+        edit.fail("its size arguments do not match its output's axes")
+    new_shape = edit.new_shape()
+    for a in keep:
+        # channel sizes are static: a size computed at run time (x.shape[2]) may come from a
+        # tensor that does not shrink, so it is replaced by the constant as well
+        if sizes[a] != -1:
+            sizes[a] = new_shape[a]
+    edit.set_arg(name, tuple(sizes))
+
+
+def _rewrite_reshape(edit) -> None:
+    if edit.module is not None:
+        return
+    if "sizes" in edit.args:  # unflatten(x, dim, sizes): the output's axes dim … dim+len(sizes)-1
+        if not edit.keep():
+            return
+        d = edit.arg("dim") % len(edit.shape(edit.arg("input")))
+        new_shape = edit.new_shape()
+        sizes = [s if s == -1 else new_shape[d + i] for i, s in enumerate(_sizes(edit.new_arg("sizes")))]
+        edit.set_arg("sizes", tuple(sizes))
+    else:
+        _rewrite_sizes(edit, "size" if "size" in edit.args else "shape")
 
 
 def _pax_reshape(in_shape, out_shape, pax):
@@ -32,9 +71,9 @@ def _pax_reshape(in_shape, out_shape, pax):
     return tuple(next(it) if n != 1 else None for n in out_shape)
 
 
-@register("reshape", "layout", RESHAPES, accepts_params=True)
+@layout("reshape", RESHAPES, rewrite=_rewrite_reshape, accepts_params=True)
 def _reshape(call):
-    x = call.arg(0, "input")
+    x = call.arg("input")
     s, in_shape, out_shape = call.slot(x), call.shape(x), call.out_shape
     if s.pax is not None:
         pax = _pax_reshape(in_shape, out_shape, s.pax)
@@ -63,36 +102,37 @@ def _permute_slot(s: Slot, dims) -> Slot:
     return Slot(np.transpose(s.ids, dims), np.transpose(s.zero, dims))
 
 
-@register("permute", "layout", [torch.permute, "method:permute"], accepts_params=True)
+@layout("permute", [torch.permute, "method:permute", aten.permute], accepts_params=True)
 def _permute(call):
-    x = call.arg(0, "input")
-    dims = call.node.args[1:] if call.node.op == "call_method" else call.arg(1, "dims")
-    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-        dims = dims[0]
+    x = call.arg("input")
+    dims = _sizes(call.arg("dims"))
     nd = len(call.shape(x))
     call.set_out(_permute_slot(call.slot(x), [norm_axis(d, nd) for d in dims]))
 
 
-@register("transpose", "layout", [torch.transpose, "method:transpose", torch.t, "method:t",
-                                  torch.swapaxes, "method:swapaxes", "method:mT"], accepts_params=True)
+@layout("transpose", [torch.transpose, "method:transpose", torch.t, "method:t", torch.swapaxes,
+                      "method:swapaxes", "method:mT", aten.transpose, aten.t], accepts_params=True)
 def _transpose(call):
-    x = call.arg(0, "input")
+    x = call.arg("input")
     nd = len(call.shape(x))
-    name = getattr(call.node.target, "__name__", call.node.target).split(".")[0]
-    if name in ("t", "mT") or nd < 2 and call.arg(1) is None:
+    if call.target_name in ("t", "mT") or nd < 2 and call.arg("dim0", "axis0") is None:
         a, b = nd - 2, nd - 1
     else:
-        a, b = norm_axis(call.arg(1, "dim0"), nd), norm_axis(call.arg(2, "dim1"), nd)
+        a, b = norm_axis(call.arg("dim0", "axis0"), nd), norm_axis(call.arg("dim1", "axis1"), nd)
     dims = list(range(nd))
     dims[a], dims[b] = dims[b], dims[a]
     call.set_out(_permute_slot(call.slot(x), dims))
 
 
-@register("expand", "layout", ["method:expand", "method:expand_as", torch.broadcast_to,
-                               "method:broadcast_to", "method:contiguous", torch.Tensor.contiguous],
-          accepts_params=True)
+def _rewrite_expand(edit) -> None:
+    _rewrite_sizes(edit, "size")
+
+
+@layout("expand", ["method:expand", "method:expand_as", torch.broadcast_to, "method:broadcast_to",
+                   "method:contiguous", torch.Tensor.contiguous, aten.expand], rewrite=_rewrite_expand,
+        accepts_params=True)
 def _expand(call):
-    x = call.arg(0, "input")
+    x = call.arg("input")
     s, nd = call.slot(x), len(call.out_shape)
     if s.pax is not None:
         call.set_out(Slot(pax=(None,) * (nd - len(s.pax)) + tuple(s.pax), pnames=s.pnames, pzero=s.pzero))
@@ -139,10 +179,38 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
     return Slot(np.ascontiguousarray(out_ids), np.ascontiguousarray(out_zero))
 
 
-@register("getitem", "layout", [operator.getitem])
+def _rewrite_getitem(edit) -> None:
+    x, idx = edit.arg("input"), edit.new_arg("index")
+    xk = edit.keep(x)
+    shape = edit.shape(x)
+    if not xk or shape is None:
+        return
+    out, ax = [], 0
+    for i in expand_index(idx, len(shape)):
+        if i is None:
+            out.append(i)
+            continue
+        if ax in xk and not (isinstance(i, slice) and i == slice(None)):
+            keep = xk[ax]
+            if isinstance(i, int):
+                j = i % shape[ax]
+                if not keep[j]:
+                    edit.fail("it selects a removed position")
+                i = int(np.cumsum(keep)[j] - 1)
+            elif isinstance(i, slice) and i.step in (None, 1):
+                lo, hi, _ = i.indices(shape[ax])
+                i = slice(int(keep[:lo].sum()), int(keep[:hi].sum()))
+            else:
+                edit.fail("its index cannot follow a shrinking axis")
+        out.append(i)
+        ax += 1
+    edit.set_arg("index", tuple(out) if len(out) != 1 else out[0])
+
+
+@layout("getitem", [operator.getitem], rewrite=_rewrite_getitem)
 def _getitem(call):
-    x, idx = call.arg(0), call.arg(1)
-    stored = call.an.slots.get(x) if isinstance(x, torch.fx.Node) else None
+    x, idx = call.arg("input"), call.arg("index")
+    stored = call.value(x)
     if isinstance(stored, (tuple, list)):
         if isinstance(idx, int):
             call.set_out(stored[idx])
@@ -161,12 +229,12 @@ def _getitem(call):
     call.set_out(out)
 
 
-@register("roll", "layout", [torch.roll, "method:roll", torch.ops.aten.roll])
+@layout("roll", [torch.roll, "method:roll", aten.roll])
 def _roll(call):
     """A cyclic shift: positions move along the rolled axes; other axes pass through."""
-    x = call.arg(0, "input")
+    x = call.arg("input")
     s, nd = call.slot(x), len(call.shape(x))
-    dims = call.arg(2, "dims")
+    dims = call.arg("dims")
     dims = [dims] if isinstance(dims, int) else list(dims or range(nd))
     axes = [norm_axis(d, nd) for d in dims] if dims else list(range(nd))
     if s.ids is None:
@@ -176,3 +244,53 @@ def _roll(call):
         call.set_out(Slot())
     else:
         call.set_out(Slot(s.ids, s.zero))
+
+
+def _rewrite_slice(edit) -> None:
+    x, dim = edit.arg("input"), edit.arg("dim", default=0)
+    shape = edit.shape(x)
+    keep = edit.keep(x).get(dim % len(shape))
+    if keep is None:
+        return
+    start, end, step = edit.arg("start"), edit.arg("end"), edit.arg("step", default=1)
+    if step != 1 or not all(v is None or isinstance(v, int) for v in (start, end)):
+        edit.fail("a strided or computed slice over a shrinking axis")
+    lo, hi, _ = slice(start, end).indices(shape[dim % len(shape)])
+    edit.set_arg("start", int(keep[:lo].sum()))
+    edit.set_arg("end", int(keep[:hi].sum()))
+
+
+@layout("slice", [aten.slice], rewrite=_rewrite_slice)
+def _slice(call):
+    x = call.arg("input")
+    s, shape = call.slot(x), call.shape(x)
+    dim = norm_axis(call.arg("dim", default=0), len(shape))
+    if s.ids is None or s.ids.shape[dim] == 1:
+        call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())
+        return
+    sl = (slice(None),) * dim + (slice(call.arg("start"), call.arg("end"), call.arg("step", default=1)),)
+    call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+
+
+def _rewrite_select(edit) -> None:
+    x, dim, i = edit.arg("input"), edit.arg("dim"), edit.arg("index")
+    shape = edit.shape(x)
+    keep = edit.keep(x).get(dim % len(shape))
+    if keep is None:
+        return
+    j = i % shape[dim % len(shape)]
+    if not keep[j]:
+        edit.fail("it selects a removed position")
+    edit.set_arg("index", int(keep[:j].sum()))
+
+
+@layout("select", [aten.select], rewrite=_rewrite_select)
+def _select(call):
+    x = call.arg("input")
+    s, shape = call.slot(x), call.shape(x)
+    if s.ids is None:
+        call.set_out(Slot())
+        return
+    dim = norm_axis(call.arg("dim"), len(shape))
+    i = call.arg("index") if s.ids.shape[dim] > 1 else 0
+    call.set_out(Slot(np.take(s.ids, i, axis=dim), np.take(s.zero, i, axis=dim)))

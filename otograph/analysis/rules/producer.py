@@ -1,0 +1,205 @@
+"""Producers (conv/linear out-channels, embedding dims) and their consumer side (in-channels).
+
+A producer's output channel axis is owned by its weight's out axis; its input channel axis is
+*consumed*: those slices are summed into every output, so they must be zero to be removable.
+Grouped convolutions keep whole conv groups: a group's input and output channels are one unit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from otograph.analysis.registry import rule
+from otograph.analysis.rules.common import axis_ids, norm_axis
+from otograph.analysis.slots import Slot
+from otograph.analysis.space import CONSUMER, PRODUCER
+
+producer = rule("producer")
+aten = torch.ops.aten
+
+
+def _chan(ids: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """``(size, rest)``: every element at each position along ``axis``."""
+    full = np.broadcast_to(ids, ids.shape[:axis] + (size,) + ids.shape[axis + 1:])
+    return np.moveaxis(full, axis, 0).reshape(size, -1)
+
+
+def _other_axes_vary(ids: np.ndarray, axis: int) -> bool:
+    return any(n > 1 for a, n in enumerate(ids.shape) if a != axis)
+
+
+def _out_slot(out_shape, axis: int, ids: np.ndarray) -> Slot:
+    shape = [1] * len(out_shape)
+    shape[axis] = out_shape[axis]
+    ids = np.broadcast_to(ids, (out_shape[axis],)).reshape(shape)
+    return Slot(ids.copy(), np.ones(shape, bool))
+
+
+def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed: bool) -> np.ndarray:
+    """Whole conv groups: input channels of group g and output channels of group g are one unit."""
+    per_in, per_out = cin // groups, cout // groups
+    if transposed:
+        w_rows = call.param_ids(weight, 0, PRODUCER)  # (cin,) rows, grouped by input channel
+        out_ids = np.repeat(w_rows[::per_in], per_out)
+        for g in range(groups):
+            call.union_all(w_rows[g * per_in:(g + 1) * per_in])
+    else:
+        out_ids = call.param_ids(weight, 0, PRODUCER)
+        for g in range(groups):
+            call.union_all(out_ids[g * per_out:(g + 1) * per_out])
+    if s.ids is not None:
+        chan = _chan(s.ids, 1, cin)
+        rep = np.repeat(out_ids[::per_out], per_in)  # one output element per input channel
+        call.union(rep[:, None], chan)
+        if (chan < 0).any():
+            call.pin(out_ids, f"{call.name} is grouped over input channels no unit owns")
+    else:
+        call.pin(out_ids, f"{call.name} is grouped over an input with no channel structure")
+    return out_ids
+
+
+def _conv_like(call, x, weight, bias, groups: int, transposed: bool):
+    s = call.slot(x)
+    in_shape, out_shape = call.shape(x), call.out_shape
+    cin, cout = in_shape[1], out_shape[1]
+    if s.ids is not None and _other_axes_vary(s.ids, 1):
+        call.pin(s.ids, f"is spatially structured at the input of {call.name}")
+        s = Slot()
+    if groups == 1:
+        out_ids = call.param_ids(weight, 1 if transposed else 0, PRODUCER)
+        w_in = call.param_ids(weight, 0 if transposed else 1, CONSUMER)
+        if s.ids is not None:
+            call.union(w_in[:, None], _chan(s.ids, 1, cin))
+            call.require_zero(s.ids, s.zero, "the input channels of")
+    else:
+        out_ids = _grouped(call, s, weight, cin, cout, groups, transposed)
+    if bias is not None:
+        call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    call.add_flops(weight, int(np.prod(out_shape)), cout)
+    call.vote_grad_free((weight,), 1 if transposed and groups == 1 else 0)
+    call.vote_grad_free((bias,), 0)
+    call.set_out(_out_slot(out_shape, 1, out_ids))
+
+
+def _weights(call):
+    """``(weight, bias)`` of a module call or of a functional/ATen call on parameters; None if the
+    weight is computed (then the op is treated as opaque)."""
+    if call.module is not None:
+        return call.module.weight, call.module.bias
+    w, b = call.tensor(call.arg("weight")), call.arg("bias")
+    if w is None or (b is not None and call.tensor(b) is None):
+        call.opaque(f"{call.name} with computed weights")
+        return None
+    return w, call.tensor(b) if b is not None else None
+
+
+def _groups(call) -> int:
+    return call.module.groups if call.module is not None else call.arg("groups", default=1)
+
+
+def _rewrite_groups(edit) -> None:
+    """Functional/ATen grouped convolutions carry ``groups`` as an argument: whole groups go."""
+    groups, w = edit.arg("groups", default=1), edit.arg("weight")
+    if edit.module is not None or groups == 1 or not isinstance(w, torch.fx.Node) or w.op != "get_attr":
+        return
+    rows = edit.kept_rows(w.target, 0)
+    if rows is not None:
+        edit.set_arg("groups", len(rows) // (edit.shape(w)[0] // groups))
+
+
+def _resize_conv(m: nn.modules.conv._ConvNd) -> None:
+    w = m.weight
+    if m.transposed:
+        if m.groups > 1:  # whole conv groups were removed
+            m.groups = w.shape[0] // (m.in_channels // m.groups)
+        m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
+    else:
+        if m.groups > 1:
+            m.groups = w.shape[0] // (m.out_channels // m.groups)
+        m.out_channels, m.in_channels = w.shape[0], w.shape[1] * m.groups
+
+
+@producer("conv", [nn.Conv1d, nn.Conv2d, nn.Conv3d, F.conv1d, F.conv2d, F.conv3d, aten.conv1d, aten.conv2d,
+                   aten.conv3d], rewrite=_rewrite_groups, resize=_resize_conv, accepts_params=True)
+def _conv(call):
+    wb = _weights(call)
+    if wb is not None:
+        _conv_like(call, call.arg("input"), *wb, _groups(call), False)
+
+
+@producer("conv_transpose", [nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, F.conv_transpose1d,
+                             F.conv_transpose2d, F.conv_transpose3d, aten.conv_transpose1d,
+                             aten.conv_transpose2d, aten.conv_transpose3d],
+          rewrite=_rewrite_groups, resize=_resize_conv, accepts_params=True)
+def _conv_t(call):
+    if call.module is not None and call.arg("output_size") is not None:
+        call.pin(call.slot(call.arg("input")).ids, f"{call.name} is called with output_size")
+    wb = _weights(call)
+    if wb is not None:
+        _conv_like(call, call.arg("input"), *wb, _groups(call), True)
+
+
+def _resize_linear(m: nn.Linear) -> None:
+    m.out_features, m.in_features = m.weight.shape
+
+
+@producer("linear", [nn.Linear, F.linear, aten.linear], resize=_resize_linear, accepts_params=True)
+def _linear(call):
+    wb = _weights(call)
+    if wb is None:
+        return
+    weight, bias = wb
+    x = call.arg("input")
+    s, shp = call.slot(x), call.shape(x)
+    last = len(shp) - 1
+    if s.ids is not None and _other_axes_vary(s.ids, last):
+        call.pin(s.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        s = Slot()
+    w_in = call.param_ids(weight, 1, CONSUMER)
+    if s.ids is not None:
+        call.union(w_in, axis_ids(s.ids, last, shp[last]))
+        call.require_zero(s.ids, s.zero, "the input features of")
+    out_ids = call.param_ids(weight, 0, PRODUCER)
+    if bias is not None:
+        call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    out_shape = call.out_shape
+    call.add_flops(weight, int(np.prod(out_shape)), out_shape[-1])
+    call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids))
+
+
+def _resize_embedding(m: nn.Embedding) -> None:
+    m.num_embeddings, m.embedding_dim = m.weight.shape
+
+
+@producer("embedding", [nn.Embedding, F.embedding, aten.embedding], resize=_resize_embedding,
+          accepts_params=True)
+def _embedding(call):
+    weight = call.module.weight if call.module is not None else call.tensor(call.arg("weight"))
+    if weight is None:
+        call.opaque(f"{call.name} with a computed table")
+        return
+    out_shape = call.out_shape
+    call.set_out(_out_slot(out_shape, norm_axis(-1, len(out_shape)), call.param_ids(weight, 1, PRODUCER)))
+
+
+@producer("addmm", [torch.addmm, aten.addmm], accepts_params=True)
+def _addmm(call):
+    """``bias + x @ W`` with ``W`` stored (in, out): Hugging Face's GPT-2 ``Conv1D``."""
+    bias, x, w = call.tensor(call.arg("input")), call.arg("mat1"), call.tensor(call.arg("mat2"))
+    if w is None or bias is None or w.ndim != 2:
+        call.opaque(f"{call.name} on computed operands")
+        return
+    s = call.slot(x)
+    if s.ids is not None and _other_axes_vary(s.ids, 1):
+        call.pin(s.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        s = Slot()
+    if s.ids is not None:
+        call.union(call.param_ids(w, 0, CONSUMER), axis_ids(s.ids, 1, w.shape[0]))
+        call.require_zero(s.ids, s.zero, "the input features of")
+    out_ids = call.param_ids(w, 1, PRODUCER)
+    call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    call.add_flops(w, int(np.prod(call.out_shape)), w.shape[1])
+    call.set_out(_out_slot(call.out_shape, 1, out_ids))
