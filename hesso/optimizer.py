@@ -52,21 +52,24 @@ def _grad(t: torch.Tensor) -> torch.Tensor | None:
 class HESSO(torch.optim.Optimizer):
     """Hybrid Efficient Structured Sparse Optimizer over an otograph search space.
 
-    **What it touches.** Only the tensors in ``params`` (by default the model's parameters with
-    ``requires_grad=True`` at construction; ones frozen or unfrozen later are not added): their
-    values (base step; decay and hold of pruned units), their gradients (in-place zeroing of pruned
-    units' slices before the base step) and their optimizer state (zeroed for pruned units; saved and
-    restored by CRIC). It reads, and never writes, everything else: buffers (running statistics
-    included), consumer slices (a pruned unit's input channels in the next layer keep their values;
-    ``otograph.compress`` removes them), parameters left out of ``params`` and frozen parameters.
+    **What it touches.** Only the parameters in ``params`` (by default those of ``model`` with
+    ``requires_grad=True``, listed once at construction): their values (base step; decay and hold
+    of pruned units), their gradients (pruned units' slices zeroed in place before the base step)
+    and their optimizer state (zeroed for pruned units; saved and restored by CRIC). It never writes
+    buffers (running statistics included), consumer slices (a pruned unit's input channels in the
+    next layer keep their values; ``otograph.compress`` removes them), or parameters outside
+    ``params``. A parameter frozen at construction is never changed even if passed in ``params``:
+    the base step skips it (no gradient), its groups are excluded, and CRIC only writes back its
+    own saved value.
 
     **Excluded groups.** A prunable group is pruned only if HESSO may write all its producer
-    tensors, i.e. each is a parameter in ``params`` with ``requires_grad=True`` at construction.
-    Any other group is excluded, once, at construction: its units are never scored, decayed, held
-    or counted (``units_total`` and the ``units`` budget count included units only; ``flops`` and
-    ``params`` budgets stay fractions of the whole model, so excluded costs may make them
-    unreachable). ``metrics()["excluded_groups"]`` maps each excluded group to the reason.
-    Parameter groups added later with ``add_param_group`` do not bring a group back.
+    tensors: each must be a parameter in ``params`` with ``requires_grad=True`` at construction.
+    Any other group (a producer frozen, left out of ``params``, or a buffer) is excluded once, at
+    construction; later ``requires_grad_`` or ``add_param_group`` calls do not change that. Its units
+    are never scored, decayed, held or counted: ``units_total`` and a ``units`` budget count the
+    included units only, while ``flops``/``params`` budgets stay fractions of the whole model, so
+    excluded costs may make them unreachable (a warning says so). ``metrics()["excluded_groups"]``
+    maps each excluded group to the reason; ``summary()`` lists them; one warning is logged.
 
     Args:
         model: the model the space was built for (a DDP wrapper is unwrapped).

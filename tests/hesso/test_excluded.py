@@ -236,3 +236,15 @@ def test_unreachable_cost_budget_is_reported(caplog):
     with caplog.at_level(logging.WARNING, logger="hesso.optimizer"):
         HESSO(model, space, target_param_reduction=reachable / 2, pruning_steps=4)
     assert not any("exceeds" in r.getMessage() for r in caplog.records)
+
+
+def test_frozen_layer_passed_in_params_is_still_untouched():
+    model, space = cnn()
+    model.conv1.requires_grad_(False)
+    before = snapshot(model.conv1)
+    opt = HESSO(model, space, params=model.parameters(), cric=CRIC(max_cycles=2, cycle_steps=2),
+                **VARIANTS["sgd"], **SCHEDULE)
+    train(model, opt)
+    after = snapshot(model.conv1)
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen parameter was changed"
+    assert list(opt.metrics()["excluded_groups"]) == [group_of(space, "conv1.weight")]
