@@ -14,6 +14,10 @@ it and learning-rate schedulers, per-group weight decay and closures work unchan
   at zero (this masks ``p.grad`` in place for those slices). Members the search space marks
   ``grad_free`` (their gradient is exactly zero once the whole unit is zero, as for conv rows
   feeding a zeroed norm) are not masked: that pass is the only per-step cost of holding.
+
+HESSO writes only the optimizer's own parameters (see :class:`HESSO`): a prunable group with a
+producer it was not given (frozen, left out of ``params=``, or a buffer) is excluded from pruning,
+reported by :meth:`HESSO.metrics` and :meth:`HESSO.summary`, and logged once at construction.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from hesso import saliency
 from hesso.budget import Budget, select
 from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
 from hesso.schedule import Schedule, decay_factor
+from hesso.space import SpaceLike
 from hesso.target import Target
 from hesso.units import UnitLayout, UnitScaler
 
@@ -47,10 +52,30 @@ def _grad(t: torch.Tensor) -> torch.Tensor | None:
 class HESSO(torch.optim.Optimizer):
     """Hybrid Efficient Structured Sparse Optimizer over an otograph search space.
 
+    **What it touches.** Only the parameters in ``params`` (by default those of ``model`` with
+    ``requires_grad=True``, listed once at construction): their values (base step; decay and hold
+    of pruned units), their gradients (pruned units' slices zeroed in place before the base step)
+    and their optimizer state (zeroed for pruned units; saved and restored by CRIC). It never writes
+    buffers (running statistics included), consumer slices (a pruned unit's input channels in the
+    next layer keep their values; ``otograph.compress`` removes them), or parameters outside
+    ``params``. A parameter frozen at construction is never changed even if passed in ``params``:
+    the base step skips it (no gradient), its groups are excluded, and CRIC only writes back its
+    own saved value.
+
+    **Excluded groups.** A prunable group is pruned only if HESSO may write all its producer
+    tensors: each must be a parameter in ``params`` with ``requires_grad=True`` at construction.
+    Any other group (a producer frozen, left out of ``params``, or a buffer) is excluded once, at
+    construction; later ``requires_grad_`` or ``add_param_group`` calls do not change that. Its units
+    are never scored, decayed, held or counted: ``units_total`` and a ``units`` budget count the
+    included units only, while ``flops``/``params`` budgets stay fractions of the whole model, so
+    excluded costs may make them unreachable (a warning says so). ``metrics()["excluded_groups"]``
+    maps each excluded group to the reason; ``summary()`` lists them; one warning is logged.
+
     Args:
         model: the model the space was built for (a DDP wrapper is unwrapped).
-        space: an ``otograph`` ``SearchSpace``; only its prunable groups are pruned.
-        params: parameters or parameter-group dicts (default: the model's trainable parameters).
+        space: a search space (:class:`~hesso.space.SpaceLike`, e.g. ``otograph.search_space(...)``);
+            only its prunable groups are pruned.
+        params: parameters or parameter-group dicts (default: the model's parameters that require grad).
         variant: base optimizer, ``"sgd"``, ``"adam"`` or ``"adamw"``.
         lr, momentum, betas, eps, weight_decay: the base optimizer's hyper-parameters.
         target: what to remove, a :class:`~hesso.target.Target` (none means no pruning).
@@ -65,11 +90,17 @@ class HESSO(torch.optim.Optimizer):
         base_options: passed to the ``torch.optim`` class (``nesterov``, ``amsgrad``, ``foreach``…).
 
     Example:
-        >>> opt = HESSO(model, space, variant="sgd", lr=0.1, momentum=0.9,   # doctest: +SKIP
-        ...             target_flops_reduction=0.5, pruning_steps=1000, pruning_periods=5)
+        >>> import otograph
+        >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+        >>> space = otograph.search_space(model, torch.randn(2, 8))
+        >>> _ = model[0].requires_grad_(False)  # a frozen layer: its group is not pruned
+        >>> opt = HESSO(model, space, variant="sgd", lr=0.1, momentum=0.9,
+        ...             target_group_sparsity=0.5, pruning_steps=1000, pruning_periods=5)
+        >>> opt.metrics()["excluded_groups"], opt.metrics()["units_total"]
+        ({'0': 'producer 0.weight is frozen (requires_grad=False)'}, 16)
     """
 
-    def __init__(self, model: nn.Module, space, *, params: Iterable | None = None, variant: str = "sgd",
+    def __init__(self, model: nn.Module, space: SpaceLike, *, params: Iterable | None = None, variant: str = "sgd",
                  lr: float = 1e-3, momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, target: Target | None = None,
                  target_group_sparsity: float | None = None, target_flops_reduction: float | None = None,
@@ -92,8 +123,14 @@ class HESSO(torch.optim.Optimizer):
         self.variant = variant
         self.space = space
         self.weights = saliency.check_weights(importance)
-        self.layout = UnitLayout(model, space, group_divisible)
+        self.layout = UnitLayout(model, space, group_divisible, owned=self._params())
         U = self.layout.num_units
+        if self.layout.excluded:
+            ex = self.layout.excluded
+            shown = "; ".join(f"{gid}: {why}" for gid, why in list(ex.items())[:5])
+            log.warning("HESSO excludes %d prunable group(s) (%d units) whose producers it may not write, "
+                        "they will not be pruned: %s%s", len(ex), self.layout.excluded_units, shown,
+                        f"; … and {len(ex) - 5} more (see metrics()['excluded_groups'])" if len(ex) > 5 else "")
 
         short = Target.from_options(units=target_group_sparsity, flops=target_flops_reduction,
                                     params=target_param_reduction)
@@ -111,6 +148,10 @@ class HESSO(torch.optim.Optimizer):
                     "params": self.layout.unit_params}[kind]
             total = {"units": U, "flops": space.total_flops, "params": space.total_params}[kind]
             self.budget = Budget(kind, self.target.fraction, cost, total, pruning_periods)
+            if self.budget.target > float(cost.sum()):
+                log.warning("the %s target %s exceeds what all included prunable units carry (%s); "
+                            "HESSO will remove what it can", kind, f"{self.budget.target:,.0f}",
+                            f"{float(cost.sum()):,.0f}")
         if cric is True:
             cric = CRIC()
         self.cric: CRIC | None = cric or None
@@ -268,6 +309,7 @@ class HESSO(torch.optim.Optimizer):
         sd["hesso"] = {
             "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
             "decay_from": self._decay_from, "num_units": self.layout.num_units,
+            "excluded": sorted(self.layout.excluded),
             "cric": None if self._run is None else self._run.state(),
         }
         return sd
@@ -280,6 +322,10 @@ class HESSO(torch.optim.Optimizer):
         if h is None:
             log.warning("loading a state dict without HESSO state: the pruning schedule restarts")
             return
+        excluded = h.get("excluded")
+        if excluded is not None and list(excluded) != sorted(self.layout.excluded):
+            raise ValueError(f"state dict was saved with excluded groups {list(excluded)}, this optimizer "
+                             f"excludes {sorted(self.layout.excluded)}: freeze and pass the same parameters")
         if int(h["num_units"]) != self.layout.num_units:
             raise ValueError(f"state dict is for {h['num_units']} units, this search space has "
                              f"{self.layout.num_units}")
@@ -298,7 +344,12 @@ class HESSO(torch.optim.Optimizer):
         return self.layout.split((self._status == PRUNED).nonzero().flatten())
 
     def metrics(self) -> dict[str, Any]:
-        """Progress: step, period, units and costs removed so far (committed units only)."""
+        """Progress: step, period, units and costs removed so far (committed units only).
+
+        ``units_total`` counts the included units; ``excluded_groups`` maps each prunable group HESSO
+        does not prune (it may not write one of its producers) to the reason, ``units_excluded``
+        counts their units.
+        """
         pruned = self._status == PRUNED
         U = max(1, self.layout.num_units)
         flops = float(self.layout.unit_flops[pruned].sum())
@@ -314,6 +365,7 @@ class HESSO(torch.optim.Optimizer):
             "step": self._k, "stage": stage, "period": None if phase is None else phase[0],
             "units_total": self.layout.num_units, "units_pruned": int(pruned.sum()),
             "units_redundant": int((self._status == REDUNDANT).sum()),
+            "units_excluded": self.layout.excluded_units, "excluded_groups": dict(self.layout.excluded),
             "group_sparsity": float(pruned.sum()) / U,
             "flops_removed": flops, "flops_reduction": flops / max(1, self.space.total_flops),
             "params_removed": params, "param_reduction": params / max(1, self.space.total_params),
@@ -330,6 +382,12 @@ class HESSO(torch.optim.Optimizer):
             lines.append(f"  CRIC: up to {self.cric.max_cycles} cycles of {self._cric_steps} steps")
         lines.append(f"  units: {m['units_pruned']}/{m['units_total']} pruned ({m['group_sparsity']:.1%}), "
                      f"{m['units_redundant']} decaying")
+        if m["excluded_groups"]:
+            ex = list(m["excluded_groups"].items())
+            lines.append(f"  excluded (not pruned, HESSO may not write them): {len(ex)} groups, "
+                         f"{m['units_excluded']} units: "
+                         + "; ".join(f"{gid} ({why})" for gid, why in ex[:5])
+                         + (f"; … and {len(ex) - 5} more" if len(ex) > 5 else ""))
         lines.append(f"  FLOPs removed: {m['flops_removed']:,.0f} ({m['flops_reduction']:.1%}); "
                      f"params removed: {m['params_removed']:,.0f} ({m['param_reduction']:.1%})")
         per_group = self.pruned_units

@@ -1,6 +1,11 @@
 """Flattened view of a search space's prunable units, for vectorised per-unit work.
 
-Every unit of every prunable group gets a *global id* ``0 … U-1`` (groups in order, units in
+Only groups whose producer tensors HESSO may write take part: a group with a producer that is a
+buffer, is frozen (``requires_grad=False``) or is not among the ``owned`` tensors (the optimizer's
+parameters) is *excluded* (:attr:`UnitLayout.excluded`), so no slot, and hence no decay, hold,
+snapshot or state zeroing, ever reaches a tensor the optimizer was not given.
+
+Every unit of every included group gets a *global id* ``0 … U-1`` (groups in order, units in
 order); id ``U`` is a dummy meaning "no unit". Each distinct ``(tensor, axis)`` that some group
 uses as a producer becomes a :class:`Slot` whose ``index`` maps every position along ``axis`` to a
 global id. Per-unit reductions are then segment sums (``index_add_``) over slots, and per-unit
@@ -9,17 +14,15 @@ factors reach every element with one gather (``index_select``) and a broadcast m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from otograph.analysis.space import named_tensors  # the search space's data module only
+from hesso.space import PRODUCER, ROLES, GroupLike, SpaceLike, named_tensors
 
-__all__ = ["Slot", "UnitLayout", "UnitScaler", "named_tensors", "unwrap"]
-
-PRODUCER = "producer"  # same strings as otograph.analysis.space; hesso only reads the data
+__all__ = ["Slot", "UnitLayout", "UnitScaler", "exclusions", "named_tensors", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -58,21 +61,61 @@ class Slot:
         return f"Slot({self.name}, axis={self.axis}, {tuple(self.tensor.shape)})"
 
 
-class UnitLayout:
-    """The prunable units of a search space, flattened.
+def exclusions(groups: Iterable[GroupLike], model: nn.Module,
+               owned: Iterable[torch.Tensor] | None = None) -> dict[str, str]:
+    """``{group id: reason}`` for the groups with a producer tensor HESSO must not write.
 
-    Attributes: ``groups`` (the prunable groups, in order), ``offsets`` (``G+1`` global id offsets),
-    ``group_of`` (group index of every unit), ``unit_params``/``unit_flops``/``unit_size``
-    (float64, per unit; ``unit_size`` counts producer elements), ``divisors`` (per group) and
-    ``slots``.
+    A producer is writable when it is a parameter of ``model`` that requires grad and, unless
+    ``owned`` is ``None``, is one of the ``owned`` tensors (by identity). Also checks that every
+    member names a tensor of the model and has a known role.
+    """
+    tensors = named_tensors(model)
+    params = {id(p) for p in model.parameters()}
+    mine = None if owned is None else {id(t) for t in owned}
+    out: dict[str, str] = {}
+    for g in groups:
+        for m in g.members:
+            if m.role not in ROLES:
+                raise ValueError(f"group {g.id!r}: member {m.param!r} has role {m.role!r}, not one of {ROLES}")
+            if m.role != PRODUCER:
+                continue
+            t = tensors.get(m.param)
+            if t is None:
+                raise KeyError(f"group {g.id!r}: the model has no parameter or buffer {m.param!r}")
+            if g.id in out:
+                continue
+            if id(t) not in params:
+                out[g.id] = f"producer {m.param} is a buffer, not a parameter"
+            elif not t.requires_grad:
+                out[g.id] = f"producer {m.param} is frozen (requires_grad=False)"
+            elif mine is not None and id(t) not in mine:
+                out[g.id] = f"producer {m.param} is not among the optimizer's parameters"
+    return out
+
+
+class UnitLayout:
+    """The prunable units of a search space, flattened, over the groups HESSO may write.
+
+    ``owned`` are the tensors HESSO may write (the optimizer's parameters; ``None``: every parameter
+    of ``model``; frozen ones never). Attributes: ``groups`` (the included prunable groups, in order), ``excluded``
+    (``{group id: reason}`` for prunable groups left out, see :func:`exclusions`) and
+    ``excluded_units`` (their unit count), ``offsets``
+    (``G+1`` global id offsets), ``group_of`` (group index of every unit),
+    ``unit_params``/``unit_flops``/``unit_size`` (float64, per unit; ``unit_size`` counts producer
+    elements), ``divisors`` (per group) and ``slots`` (owned producer tensors only).
     """
 
-    def __init__(self, model: nn.Module, space, group_divisible: int = 1):
+    def __init__(self, model: nn.Module, space: SpaceLike, group_divisible: int = 1,
+                 owned: Iterable[torch.Tensor] | None = None):
         model = unwrap(model)
         tensors = named_tensors(model)
-        self.groups = [g for g in space.groups if g.prunable and g.num_units > 0]
+        candidates = [g for g in space.groups if g.prunable and g.num_units > 0]
+        self.excluded: dict[str, str] = exclusions(candidates, model, owned)
+        self.groups = [g for g in candidates if g.id not in self.excluded]
+        self.excluded_units = sum(g.num_units for g in candidates if g.id in self.excluded)
         counts = [g.num_units for g in self.groups]
-        self.offsets = torch.tensor([0, *torch.tensor(counts).cumsum(0).tolist()], dtype=torch.long)
+        self.offsets = torch.tensor([0, *torch.tensor(counts, dtype=torch.long).cumsum(0).tolist()],
+                                    dtype=torch.long)
         self.num_units = int(self.offsets[-1])
         self.group_of = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
         self.unit_params = _cat([g.unit_params for g in self.groups])
@@ -87,20 +130,18 @@ class UnitLayout:
             for m in g.members:
                 if m.role != PRODUCER:
                     continue
-                if m.param not in tensors:
-                    raise KeyError(f"group {g.id!r}: the model has no parameter or buffer {m.param!r}")
                 t = tensors[m.param]
                 axis = m.axis % max(1, t.dim())
                 key = (id(t), axis)
                 if key not in by_key:
                     by_key[key] = (m.param, t, torch.full((t.shape[axis],), U, dtype=torch.long))
-                grad_free[key] = grad_free.get(key, True) and bool(getattr(m, "grad_free", False))
+                grad_free[key] = grad_free.get(key, True) and bool(m.grad_free)
                 index = by_key[key][2]
-                pos = m.positions.long().cpu()
+                pos = torch.as_tensor(m.positions).long().cpu()
                 if (index[pos] != U).any():
                     raise ValueError(f"group {g.id!r}: positions of {m.param!r} along axis {axis} "
                                      "already belong to another unit")
-                index[pos] = m.units.long().cpu() + base
+                index[pos] = torch.as_tensor(m.units).long().cpu() + base
         self.slots: list[Slot] = [
             Slot(name, t, key[1], index.to(t.device), grad_free[key]) for key, (name, t, index) in by_key.items()
         ]
@@ -129,7 +170,8 @@ class UnitLayout:
                 if bool(ext[s.index.cpu()].any()) and not (skip_grad_free and s.grad_free)]
 
     def __repr__(self) -> str:
-        return f"UnitLayout({len(self.groups)} groups, {self.num_units} units, {len(self.slots)} slots)"
+        excluded = f", {len(self.excluded)} excluded" if self.excluded else ""
+        return f"UnitLayout({len(self.groups)} groups, {self.num_units} units, {len(self.slots)} slots{excluded})"
 
 
 class UnitScaler:

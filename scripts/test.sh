@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 .venv/bin/ruff check otograph hesso tests tools
-.venv/bin/python -m pytest --doctest-modules otograph tests "$@"
+.venv/bin/python -m pytest --doctest-modules otograph hesso tests "$@"
