@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import otograph
+from otograph.graph.effects import mutated_operand
 from otograph.testing import check_exact
 from tests.tricky_models import TRAPS, TRICKY
 
@@ -65,3 +66,32 @@ def test_grouped_conv_units_are_whole_groups():
     assert g.prunable and g.num_units == 4
     out_rows = next(m for m in g.members if m.param == "g.0.weight" and m.axis == 0)
     assert out_rows.indices(1) == list(range(6, 12))
+
+
+def test_cosine_attention_heads_are_units():
+    """Swin V2's cosine attention: heads prunable, with the logit scale and the position-bias MLP's
+    rows as members; the cloned qkv bias is sliced and its zeroed k block keeps its place."""
+    from tests.tricky_models import CosineAttention
+
+    for frontend in ("fx", "export"):
+        space = otograph.search_space(CosineAttention().eval(), torch.randn(2, 5, 24), frontend=frontend)
+        heads = space.group("qkv")
+        assert heads.prunable and heads.num_units == 4, (frontend, heads)
+        params = {m.param for m in heads.members}
+        assert {"qkv.weight", "qkv.bias", "logit_scale", "cpb.2.weight", "proj.weight"} <= params
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_in_place_ops_are_kept_in_the_compact_model(frontend):
+    """Unassigned in-place ops must survive dead-code elimination: with nothing removed the
+    compact model equals the model, and the in-place calls are still in its graph."""
+    from tests.tricky_models import InPlace
+
+    model = InPlace().eval()
+    x = torch.randn(2, 3, 8, 8)
+    space = otograph.search_space(model, x, frontend=frontend)
+    compact = otograph.compress(model, space, {})
+    assert torch.equal(compact(x), model(x))
+    modules = dict(compact.named_modules())
+    in_place = [n for n in compact.graph.nodes if mutated_operand(n, modules.get(n.target)) is not None]
+    assert len(in_place) == 5, [n.format_node() for n in in_place]  # relu_, relu(inplace), mul_, act, sigmoid_

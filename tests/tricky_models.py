@@ -288,6 +288,84 @@ def img(b=2, c=3, s=16):
     return lambda: torch.randn(b, c, s, s)
 
 
+class CosineAttention(nn.Module):
+    """Swin V2's cosine attention: q and k normalised per head (a reduction inside a unit and a
+    division by a strictly positive ``clamp_min``), a clamped and exponentiated per-head logit
+    scale, a relative position bias gathered from a table by an index buffer, and a qkv bias
+    cloned with its k block zeroed in place."""
+
+    def __init__(self, dim=24, heads=4, tokens=5):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.rand(heads, 1, 1) + 1))
+        self.cpb = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, heads, bias=False))
+        self.register_buffer("coords", torch.randn(2 * tokens - 1, 2))
+        idx = torch.arange(tokens)
+        self.register_buffer("index", (idx[:, None] - idx[None, :] + tokens - 1).flatten())
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        bias = self.qkv.bias.clone()
+        bias[C:2 * C].zero_()
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        table = self.cpb(self.coords)
+        rel = table[self.index].view(N, N, -1).permute(2, 0, 1)
+        attn = (attn + 16 * torch.sigmoid(rel).unsqueeze(0)).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+
+class InPlace(nn.Module):
+    """In-place ops whose result is not assigned: they are uses of the tensor they write into."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 6, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = self.c1(x)
+        y.relu_()
+        y = self.c2(y)
+        F.relu(y, inplace=True)
+        y.mul_(2.0)
+        z = self.c3(y)
+        self.act(z)
+        z.sigmoid_()
+        return self.fc(z.mean((2, 3)))
+
+
+class TrapAddInPlace(nn.Module):
+    """``y.add_(1.0)`` turns the zeros of a removed channel into ones: not zero-invariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y.add_(1.0)
+        return self.b(y).mean((2, 3))
+
+
+class TrapAddInPlaceView(nn.Module):
+    """The same through a view: ``y[:, :4].add_(1.0)`` changes ``y``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y[:, :4].add_(1.0)
+        return self.b(y).mean((2, 3))
+
+
 TRICKY = {
     "nested_concat": (NestedConcat, img()),
     "split_add": (SplitAdd, img()),
@@ -306,10 +384,14 @@ TRICKY = {
     "misc_ops": (MiscOps, img()),
     "conv1d_stack": (Conv1DStack, lambda: torch.randn(2, 3, 6)),
     "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
+    "cosine_attention": (CosineAttention, lambda: torch.randn(2, 5, 24)),
+    "in_place": (InPlace, img()),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain
     "softmax_over_channels": (TrapSoftmax, img(), "a", "softmax"),
     "mean_over_channels": (TrapMean, img(), "a", "reduced"),
     "layernorm_over_channels": (TrapLayerNorm, lambda: torch.randn(2, 5), "a", "LayerNorm"),
+    "add_in_place": (TrapAddInPlace, img(), "a", "non-zero"),
+    "add_in_place_on_a_view": (TrapAddInPlaceView, img(), "a", "non-zero"),
 }

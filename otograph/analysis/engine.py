@@ -20,6 +20,7 @@ from otograph.analysis.elements import ElementTable
 from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.slots import Slot, flatten_slots
 from otograph.graph import to_networkx
+from otograph.graph.effects import mutated_operand
 from otograph.tracing import Traced
 
 __all__ = ["Analysis"]
@@ -146,6 +147,36 @@ class Analysis:
             rule.couple(call)
             if node not in self.slots:
                 self.slots[node] = Slot()
+            self._write_back(node)
+
+    def _write_back(self, node: fx.Node) -> None:
+        """An in-place op writes its result into its operand: later readers of that tensor see the
+        op's result. If the op may turn a zero into a non-zero, the tensors its operand may be a
+        view of lose their zero flags too (which only makes the analysis more careful)."""
+        target = mutated_operand(node, self.modules.get(node.target) if node.op == "call_module" else None)
+        out, before = self.slots.get(node), self.slots.get(target)
+        if target is None or not isinstance(out, Slot) or not isinstance(before, Slot):
+            return
+        self.slots[target] = out
+        if _keeps_zeros(before, out):
+            return
+        base = self._viewed(target)
+        while base is not None:
+            s = self.slots.get(base)
+            if isinstance(s, Slot) and s.ids is not None:
+                self.slots[base] = s.moved(s.ids, np.zeros(s.ids.shape, bool))
+            elif isinstance(s, Slot) and s.pax is not None:
+                self.slots[base] = Slot(pax=s.pax, pnames=s.pnames, pzero=False)
+            base = self._viewed(base)
+
+    def _viewed(self, node: fx.Node) -> fx.Node | None:
+        """The tensor ``node`` may be a view of (layout ops, tuple pieces, aliasing casts)."""
+        if node.op not in ("call_method", "call_function") or not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        attrs = self.graph.nodes[node.name]
+        if attrs.get("family") in ("layout", "composition") or attrs.get("kind") == "unary_zero":
+            return node.args[0]
+        return None
 
     def _attr_slot(self, node: fx.Node) -> Slot:
         obj = self.gm
@@ -184,6 +215,21 @@ class Analysis:
         if touched:
             self.opaque_ops.setdefault(node.name, what)
         self.slots[node] = Slot()
+
+
+def _keeps_zeros(before: Slot, after: Slot) -> bool:
+    """Is every position that was zero (once its unit is zeroed) still zero?"""
+    if before.pax is not None:
+        return after.pax is not None and (after.pzero or not before.pzero)
+    if before.ids is None:
+        return True
+    if after.ids is None:
+        return not before.zero.any()
+    try:
+        return bool(np.all(np.broadcast_to(after.zero, np.broadcast_shapes(after.zero.shape, before.zero.shape))
+                           >= before.zero))
+    except ValueError:
+        return False
 
 
 def _describe(node: fx.Node, modules: dict) -> str:

@@ -5,8 +5,9 @@ to. ``ids`` has the tensor's rank; along an axis that carries no channel structu
 (broadcast). ``-1`` marks positions owned by no element (they are never removed). ``zero`` tells,
 per position, whether the value there is exactly zero once the owning unit is zeroed.
 
-``pax`` is set for values that are a parameter seen directly (``get_attr``): one element array
-per axis, so a parameter joined with an activation becomes a member of that activation's space.
+``pax`` is set for values that are a parameter seen directly (``get_attr``), or through
+elementwise ops and slices: one element array per axis, so a parameter joined with an activation
+becomes a member of that activation's space.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Slot:
     pax: tuple[np.ndarray | None, ...] | None = None
     pnames: tuple[str, ...] = ()  # parameter names behind ``pax`` (for messages)
     pzero: bool = True  # a parameter is zeroed with its unit; a buffer keeps its values
+    positive: bool = False  # every value is > 0 whatever the units (clamp_min(eps)): a safe divisor
 
     def __post_init__(self) -> None:
         if self.ids is not None and self.zero is None:
@@ -36,6 +38,10 @@ class Slot:
 
     def zero_or(self, default: bool) -> np.ndarray:
         return self.zero if self.zero is not None else np.array(default)
+
+    def moved(self, ids: np.ndarray, zero: np.ndarray) -> Slot:
+        """The same values rearranged (a layout op): new ids and zeros, ``positive`` kept."""
+        return Slot(ids, zero, positive=self.positive)
 
 
 def varying_axes(ids: np.ndarray) -> list[int]:

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.space import named_tensors
+from otograph.graph.effects import is_impure
 from otograph.rewrite.edit import Edit
 from otograph.rewrite.plan import Plan
 
@@ -107,6 +108,6 @@ def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan,
     graph = builder.run()
     names = {old.name: new.name for old, new in builder.env.items() if new is not None}
     out = fx.GraphModule(root, graph, type(model).__name__ + "Compact")
-    out.graph.eliminate_dead_code()
+    out.graph.eliminate_dead_code(is_impure_node=is_impure)  # in-place calls are uses
     out.recompile()
     return out, names

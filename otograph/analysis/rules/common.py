@@ -63,9 +63,9 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
             zeros.append(np.array(False))
     if not arrays:
         tensor_ops = [x for x in operands if call.shape(x) is not None]
-        if len(pax_ops) == 1 and len(tensor_ops) == 1:
+        if len(pax_ops) == 1 and len(tensor_ops) == 1:  # a parameter and scalars: still the parameter
             pax, s = pax_ops[0]
-            return Slot(pax=pax, pnames=s.pnames, pzero=s.pzero)
+            return Slot(pax=pax, pnames=s.pnames, pzero=bool(_combine(zero_mode, zeros)))
         for _, s in pax_ops:
             call.pin_slot(s, f"parameter {s.pnames[0]} is combined with other constants in {call.name}")
         return Slot()
@@ -79,19 +79,24 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
                 slab = np.moveaxis(np.broadcast_to(ids, bshape), ax, 0).reshape(bshape[ax], -1)
                 call.union(p[:, None], slab)
             # else: the parameter varies along an axis with no channel structure (e.g. tokens)
-    zb = [np.broadcast_to(z, bshape) for z in zeros]
-    if zero_mode == "and":
-        zero = np.logical_and.reduce(zb)
-    elif zero_mode == "or":
-        zero = np.logical_or.reduce(zb)
-    else:
-        zero = zb[0].copy()
+    zero = _combine(zero_mode, [np.broadcast_to(z, bshape) for z in zeros])
     return Slot(ids, np.array(zero))
 
 
+def _combine(zero_mode: str, zeros: list) -> np.ndarray:
+    if zero_mode == "and":
+        return np.logical_and.reduce(zeros)
+    if zero_mode == "or":
+        return np.logical_or.reduce(zeros)
+    return np.array(zeros[0]).copy()
+
+
 def pass_through(call, x: Any, zero: bool | None) -> Slot:
-    """Same slots as ``x``; ``zero`` True/False forces the zero flags, None keeps them."""
+    """Same slots as ``x`` (an elementwise op); ``zero`` True/False forces the zero flags, None keeps
+    them. A parameter operand stays a parameter (its elements, zeroed with their units or not)."""
     s = call.slot(x)
+    if s.pax is not None:
+        return Slot(pax=s.pax, pnames=s.pnames, pzero=s.pzero if zero is None else zero)
     if s.ids is None:
         return Slot()
     z = s.zero if zero is None else np.full(s.ids.shape, zero)

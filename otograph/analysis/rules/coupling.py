@@ -105,7 +105,9 @@ def _groupnorm(call):
     call.set_out(out)
 
 
-_ZERO_KEEPING = {"sum", "mean", "amax", "amin", "std", "var", "norm", "nansum", "nanmean", "prod"}
+#: reductions whose result is 0 where every reduced element is 0
+_ZERO_KEEPING = {"sum", "mean", "amax", "amin", "std", "var", "norm", "nansum", "nanmean", "prod", "vector_norm",
+                 "linalg_vector_norm"}
 _REDUCE = ["sum", "mean", "amax", "amin", "std", "var", "norm", "logsumexp", "nansum", "nanmean", "prod"]
 
 
@@ -118,8 +120,23 @@ def _reduced_axes(call, nd: int) -> list[int]:
     return list(range(nd))
 
 
+def _within_units(call, s: Slot, axes: list[int], nd: int) -> tuple[np.ndarray, np.ndarray]:
+    """A reduction over ``axes`` that is exact when each reduced fiber lies inside one unit (the
+    unit then loses its whole fiber and the result's position with it): ids and zeros of the
+    result with the reduced axes kept as size 1; each fiber must end up in one unit."""
+    rest = [a for a in range(nd) if a not in axes]
+    full = [s.ids.shape[a] if a in rest else call.shape(call.arg("input"))[a] for a in range(nd)]
+    ids = np.broadcast_to(s.ids, full)
+    zero = np.broadcast_to(s.zero, full)
+    fibers = np.moveaxis(ids, axes, list(range(nd - len(axes), nd))).reshape(-1, int(np.prod([full[a] for a in axes])))
+    call.require_one_unit(fibers, "is reduced over, across units, by")
+    first = tuple(slice(0, 1) if a in axes else slice(None) for a in range(nd))
+    return ids[first], zero.all(axis=tuple(axes), keepdims=True)
+
+
 @coupling("reduce", [getattr(torch, n) for n in _REDUCE] + ["method:" + n for n in _REDUCE]
-          + [aten.sum, aten.mean, aten.amax, aten.amin, aten.std, aten.var])
+          + [torch.linalg.vector_norm, aten.sum, aten.mean, aten.amax, aten.amin, aten.std, aten.var,
+             aten.linalg_vector_norm])
 def _reduce(call):
     name = call.target_name
     x = call.arg("input")
@@ -130,17 +147,34 @@ def _reduce(call):
     if s.ids is None:
         call.set_out(Slot())
         return
+    ids, zero = s.ids, s.zero
     if _varies(s, axes):
         other_vary = _varies(s, [a for a in range(nd) if a not in axes])
-        if name in ("sum", "nansum") and not other_vary:
-            call.require_zero(s.ids, s.zero, "the sum over channels of")
-        else:
-            call.pin(s.ids, f"is reduced over by {call.name}")
-        call.set_out(Slot())
-        return
-    ids, zero = s.ids, s.zero
+        if not other_vary:
+            if name in ("sum", "nansum"):  # zero channels add nothing: each may go on its own
+                call.require_zero(s.ids, s.zero, "the sum over channels of")
+            else:
+                call.pin(s.ids, f"is reduced over by {call.name}")
+            call.set_out(Slot())
+            return
+        ids, zero = _within_units(call, s, axes, nd)
     if not keepdim:
         keep = [a for a in range(nd) if a not in axes]
         ids = ids.reshape([ids.shape[a] for a in keep])
         zero = zero.reshape([zero.shape[a] for a in keep])
     call.set_out(Slot(ids, zero if name in _ZERO_KEEPING else np.zeros(zero.shape, bool)))
+
+
+@coupling("normalize", [F.normalize])
+def _normalize(call):
+    """``x / max(‖x‖_p over dim, eps)``: each fiber along ``dim`` is scaled by its own norm, so it
+    must lie inside one unit; a zero fiber stays zero."""
+    x = call.arg("input")
+    s, nd = call.slot(x), len(call.shape(x))
+    if s.ids is None:
+        call.set_out(Slot())
+        return
+    axis = norm_axis(call.arg("dim", default=1), nd)
+    if _varies(s, [axis]):
+        _within_units(call, s, [axis], nd)
+    call.set_out(Slot(s.ids, s.zero))

@@ -43,8 +43,9 @@ def _mul(call):
 def _div(call):
     num, den = call.arg("input"), call.arg("other")
     d = call.slot(den)
-    if d.ids is not None or d.pax is not None:
-        # a zeroed divisor slice would make inf/nan: keep such spaces whole
+    if (d.ids is not None or d.pax is not None) and not d.positive:
+        # a zeroed divisor slice would make inf/nan: keep such spaces whole, unless the divisor
+        # is strictly positive whatever the units (clamp_min(eps) of a norm)
         call.pin_slot(d, f"is the divisor of {call.name}")
     call.set_out(join(call, [num, den], "first"))
 

@@ -15,6 +15,7 @@ import torch
 from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import norm_axis, pad_left
 from otograph.analysis.slots import Slot
+from otograph.tracing.values import META, TensorInfo
 
 layout = rule("layout")
 aten = torch.ops.aten
@@ -91,7 +92,7 @@ def _reshape(call):
         ishape[0] = oshape[0] = 1  # batch kept as is: no need to materialise it
     ids = np.broadcast_to(s.ids, ishape).reshape(oshape)
     zero = np.broadcast_to(s.zero, ishape).reshape(oshape)
-    call.set_out(Slot(ids, zero))
+    call.set_out(s.moved(ids, zero))
 
 
 def _permute_slot(s: Slot, dims) -> Slot:
@@ -99,7 +100,7 @@ def _permute_slot(s: Slot, dims) -> Slot:
         return Slot(pax=tuple(s.pax[d] for d in dims), pnames=s.pnames, pzero=s.pzero)
     if s.ids is None:
         return Slot()
-    return Slot(np.transpose(s.ids, dims), np.transpose(s.zero, dims))
+    return s.moved(np.transpose(s.ids, dims), np.transpose(s.zero, dims))
 
 
 @layout("permute", [torch.permute, "method:permute", aten.permute], accepts_params=True)
@@ -129,7 +130,8 @@ def _rewrite_expand(edit) -> None:
 
 
 @layout("expand", ["method:expand", "method:expand_as", torch.broadcast_to, "method:broadcast_to",
-                   "method:contiguous", torch.Tensor.contiguous, aten.expand], rewrite=_rewrite_expand,
+                   "method:contiguous", torch.Tensor.contiguous, aten.expand, aten.expand_as],
+        rewrite=_rewrite_expand,
         accepts_params=True)
 def _expand(call):
     x = call.arg("input")
@@ -139,44 +141,73 @@ def _expand(call):
     elif s.ids is None:
         call.set_out(Slot())
     else:
-        call.set_out(Slot(pad_left(s.ids, nd), pad_left(s.zero, nd)))
+        call.set_out(s.moved(pad_left(s.ids, nd), pad_left(s.zero, nd)))
+
+
+def _static(v):
+    """An int computed in the graph (``x.shape[-1]``) → its value on the example inputs."""
+    if isinstance(v, torch.fx.Node) and isinstance(v.meta.get(META), int):
+        return v.meta[META]
+    return v
 
 
 def expand_index(idx, ndim: int) -> tuple:
-    """``x[idx]``'s index as a tuple with ``...`` spelled out as full slices."""
+    """``x[idx]``'s index as a tuple with ``...`` spelled out as full slices and sizes computed in
+    the graph replaced by their values (channel bounds are static: the compact model keeps the
+    constants)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
-    if Ellipsis in idx:
+    idx = tuple(slice(_static(i.start), _static(i.stop), _static(i.step)) if isinstance(i, slice) else _static(i)
+                for i in idx)
+    if any(i is Ellipsis for i in idx):
         n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-        k = idx.index(Ellipsis)
+        k = next(j for j, i in enumerate(idx) if i is Ellipsis)
         idx = idx[:k] + (slice(None),) * (ndim - n_real) + idx[k + 1:]
     return idx
 
 
 def index_slot(call, s: Slot, shape, idx) -> Slot | None:
-    """Slot of ``x[idx]`` for basic indexing (ints, slices, None, Ellipsis); None if unsupported."""
-    idx = idx if isinstance(idx, tuple) else (idx,)
-    if any(isinstance(i, (torch.fx.Node, list, torch.Tensor)) for i in idx):
-        return None
+    """Slot of ``x[idx]``: basic indexing (ints, slices, None, Ellipsis) anywhere, and integer
+    tensor indices along axes without channel structure (a gather along tokens or positions).
+    None if unsupported (a tensor index along a channel axis, a boolean mask)."""
     idx = expand_index(idx, len(shape))
     idx = idx + (slice(None),) * (len(shape) - sum(1 for i in idx if i is not None))
-    ids, zero = s.ids, s.zero
-    out_ids, out_zero, ax = ids, zero, 0
+    np_idx, ax = [], 0
     for i in idx:
         if i is None:
-            out_ids, out_zero = np.expand_dims(out_ids, ax), np.expand_dims(out_zero, ax)
-            ax += 1
+            np_idx.append(None)
+            continue
+        varies = s.ids.shape[ax] > 1
+        if isinstance(i, torch.fx.Node):
+            info = i.meta.get(META)
+            if varies or not isinstance(info, TensorInfo) or info.dtype == torch.bool:
+                return None
+            np_idx.append(np.zeros(info.shape, np.int64))  # every position of a broadcast axis is one
         elif isinstance(i, int):
-            j = 0 if out_ids.shape[ax] == 1 else i  # a broadcast axis has one entry for all
-            out_ids, out_zero = np.take(out_ids, j, axis=ax), np.take(out_zero, j, axis=ax)
+            np_idx.append(i if varies else 0)
         elif isinstance(i, slice):
-            if out_ids.shape[ax] > 1:
-                sl = (slice(None),) * ax + (i,)
-                out_ids, out_zero = out_ids[sl], out_zero[sl]
-            ax += 1
+            np_idx.append(i if varies else slice(None))
         else:
             return None
-    return Slot(np.ascontiguousarray(out_ids), np.ascontiguousarray(out_zero))
+        ax += 1
+    t = tuple(np_idx)
+    return Slot(np.ascontiguousarray(s.ids[t]), np.ascontiguousarray(s.zero[t]))
+
+
+@layout("index", [aten.index])
+def _index(call):
+    """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``."""
+    x = call.arg("input")
+    s, shape = call.slot(x), call.shape(x)
+    if s.ids is None:
+        call.set_out(Slot())
+        return
+    idx = tuple(slice(None) if i is None else i for i in call.arg("indices"))
+    out = index_slot(call, s, shape, idx)
+    if out is None:
+        call.pin(s.ids, f"is indexed with tensors along a channel axis by {call.name}")
+        out = Slot()
+    call.set_out(out)
 
 
 def _rewrite_getitem(edit) -> None:
@@ -207,7 +238,23 @@ def _rewrite_getitem(edit) -> None:
     edit.set_arg("index", tuple(out) if len(out) != 1 else out[0])
 
 
-@layout("getitem", [operator.getitem], rewrite=_rewrite_getitem)
+def _pax_index(s: Slot, shape, idx) -> Slot | None:
+    """``param[idx]`` for basic indexing: still the parameter's elements, or None if unsupported."""
+    pax, out, ax = list(s.pax), [], 0
+    for i in idx + (slice(None),) * (len(shape) - sum(1 for i in idx if i is not None)):
+        if i is None:
+            out.append(None)
+        elif isinstance(i, int):
+            ax += 1
+        elif isinstance(i, slice):
+            out.append(pax[ax][i] if pax[ax] is not None else None)
+            ax += 1
+        else:
+            return None
+    return Slot(pax=tuple(out), pnames=s.pnames, pzero=s.pzero)
+
+
+@layout("getitem", [operator.getitem], rewrite=_rewrite_getitem, accepts_params=True)
 def _getitem(call):
     x, idx = call.arg("input"), call.arg("index")
     stored = call.value(x)
@@ -218,6 +265,12 @@ def _getitem(call):
             call.set_out(tuple(stored[idx]))
         return
     s, shape = call.slot(x), call.shape(x)
+    if s.pax is not None:
+        out = _pax_index(s, shape, expand_index(idx, len(shape)))
+        if out is None:
+            call.pin_slot(s, f"parameter {s.pnames[0]} is indexed with tensors by {call.name}")
+        call.set_out(out or Slot())
+        return
     if shape is None or s.ids is None:
         call.set_out(Slot())
         return
@@ -260,15 +313,20 @@ def _rewrite_slice(edit) -> None:
     edit.set_arg("end", int(keep[:hi].sum()))
 
 
-@layout("slice", [aten.slice], rewrite=_rewrite_slice)
+@layout("slice", [aten.slice], rewrite=_rewrite_slice, accepts_params=True)
 def _slice(call):
     x = call.arg("input")
     s, shape = call.slot(x), call.shape(x)
     dim = norm_axis(call.arg("dim", default=0), len(shape))
-    if s.ids is None or s.ids.shape[dim] == 1:
-        call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())
+    sl = slice(call.arg("start"), call.arg("end"), call.arg("step", default=1))
+    if s.pax is not None:  # a slice of a parameter: still its elements
+        pax = tuple(p[sl] if a == dim and p is not None else p for a, p in enumerate(s.pax))
+        call.set_out(Slot(pax=pax, pnames=s.pnames, pzero=s.pzero))
         return
-    sl = (slice(None),) * dim + (slice(call.arg("start"), call.arg("end"), call.arg("step", default=1)),)
+    if s.ids is None or s.ids.shape[dim] == 1:
+        call.set_out(s.moved(s.ids, s.zero) if s.ids is not None else Slot())
+        return
+    sl = (slice(None),) * dim + (sl,)
     call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
 
 

@@ -37,6 +37,7 @@ def _torchvision_zero_preserving():
     return [stochastic_depth]
 
 
+#: elementwise with f(0) = 0 (a parameter operand stays a member: f is applied position by position)
 ZERO_PRESERVING = [
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish,
     nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Tanhshrink, nn.Hardshrink, nn.Softshrink,
@@ -48,6 +49,14 @@ ZERO_PRESERVING = [
     "method:half", "method:bfloat16", "method:to", "method:type_as", "method:type",
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
     F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, torch.clone,
+    aten.relu, aten.relu_, aten.gelu, aten.silu, aten.hardswish, aten.tanh, aten.neg, aten.dropout, aten.clone,
+    aten.alias, aten.detach, aten._to_copy, aten.to, aten.type_as, aten.leaky_relu, aten.elu, aten.hardtanh,
+    aten.relu6, aten.mish, aten.abs, aten.square, aten.contiguous, aten.sqrt, aten.sin, aten.feature_dropout,
+    aten.silu_, aten.gelu_, aten.hardswish_, aten.hardtanh_, aten.leaky_relu_, aten.elu_, aten.tanh_,
+    aten.dropout_,
+]
+#: per-channel spatial ops with f(0) = 0 (pooling, resampling, zero padding)
+SPATIAL = [
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d,
@@ -56,14 +65,10 @@ ZERO_PRESERVING = [
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
     F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate, F.upsample, torch.max_pool2d,
     torch.adaptive_avg_pool1d, torch.avg_pool1d,
-    aten.relu, aten.relu_, aten.gelu, aten.silu, aten.hardswish, aten.tanh, aten.neg, aten.dropout, aten.clone,
-    aten.alias, aten.detach, aten._to_copy, aten.to, aten.type_as, aten.leaky_relu, aten.elu, aten.hardtanh,
-    aten.relu6, aten.mish, aten.abs, aten.square, aten.max_pool1d, aten.max_pool2d, aten.max_pool3d,
-    aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d, aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d,
-    aten.adaptive_avg_pool3d, aten.adaptive_max_pool2d, aten.upsample_nearest2d, aten.upsample_bilinear2d,
-    aten.contiguous, aten.sqrt, aten.sin, aten.feature_dropout, aten.silu_, aten.gelu_, aten.hardswish_,
-    aten.hardtanh_, aten.leaky_relu_, aten.elu_, aten.tanh_, aten.dropout_, aten.upsample_nearest1d,
-    aten.upsample_nearest3d, aten.upsample_bicubic2d, aten.upsample_linear1d, aten._adaptive_avg_pool2d,
+    aten.max_pool1d, aten.max_pool2d, aten.max_pool3d, aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d,
+    aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten.adaptive_max_pool2d,
+    aten.upsample_nearest2d, aten.upsample_bilinear2d, aten.upsample_nearest1d, aten.upsample_nearest3d,
+    aten.upsample_bicubic2d, aten.upsample_linear1d, aten._adaptive_avg_pool2d,
     *_installed(_torchvision_zero_preserving),
 ]
 NONZERO = [
@@ -75,8 +80,13 @@ NONZERO = [
 ]
 
 
-@passthrough("unary_zero", ZERO_PRESERVING)
+@passthrough("unary_zero", ZERO_PRESERVING, accepts_params=True)
 def _unary_zero(call):
+    call.set_out(pass_through(call, call.arg("input"), None))
+
+
+@passthrough("spatial", SPATIAL)
+def _spatial(call):
     x = call.arg("input")
     if isinstance(call.module, nn.ConstantPad2d) and call.module.value != 0:
         call.set_out(pass_through(call, x, False))
@@ -89,9 +99,35 @@ def _identity(call):
     call.set_out(pass_through(call, call.arg("input"), None))
 
 
-@passthrough("unary", NONZERO)
+@passthrough("unary", NONZERO, accepts_params=True)
 def _unary(call):
     call.set_out(pass_through(call, call.arg("input"), False))
+
+
+def _scalar(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+@passthrough("clamp", [torch.clamp, torch.clip, torch.clamp_min, torch.clamp_max, "method:clamp", "method:clip",
+                       "method:clamp_min", "method:clamp_max", aten.clamp, aten.clip, aten.clamp_min,
+                       aten.clamp_max], accepts_params=True)
+def _clamp(call):
+    """``clamp(x, min, max)``: f(0) = 0 when min ≤ 0 ≤ max; strictly positive when min > 0."""
+    lo, hi = call.arg("min"), call.arg("max")
+    for bound in (lo, hi):
+        if isinstance(bound, torch.fx.Node):
+            call.pin_slot(call.slot(bound), f"is a bound of {call.name}")
+    lo_v, hi_v = _scalar(lo), _scalar(hi)
+    keeps_zero = (lo is None or (lo_v is not None and lo_v <= 0)) and (hi is None or (hi_v is not None and hi_v >= 0))
+    out = pass_through(call, call.arg("input"), None if keeps_zero else False)
+    out.positive = lo_v is not None and lo_v > 0
+    call.set_out(out)
+
+
+@passthrough("zero_", ["method:zero_", torch.zero_, aten.zero_], accepts_params=True)
+def _zero_(call):
+    """``x.zero_()``: zeros, in place; the tensor it writes into only gains zeros (nothing to undo)."""
+    call.set_out(pass_through(call, call.arg("input"), True))
 
 
 @passthrough("pad", [F.pad, aten.pad, aten.constant_pad_nd])

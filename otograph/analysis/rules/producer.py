@@ -7,6 +7,8 @@ Grouped convolutions keep whole conv groups: a group's input and output channels
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -31,11 +33,26 @@ def _other_axes_vary(ids: np.ndarray, axis: int) -> bool:
     return any(n > 1 for a, n in enumerate(ids.shape) if a != axis)
 
 
-def _out_slot(out_shape, axis: int, ids: np.ndarray) -> Slot:
+def _out_slot(out_shape, axis: int, ids: np.ndarray, zero: bool = True) -> Slot:
     shape = [1] * len(out_shape)
     shape[axis] = out_shape[axis]
     ids = np.broadcast_to(ids, (out_shape[axis],)).reshape(shape)
-    return Slot(ids.copy(), np.ones(shape, bool))
+    return Slot(ids.copy(), np.full(shape, zero))
+
+
+@dataclass(frozen=True)
+class _Bias:
+    """A bias operand: a parameter, or a parameter seen through elementwise ops and slices
+    (``qkv.bias.clone()`` with a block zeroed in place, as Swin V2 does)."""
+
+    tensor: torch.Tensor | None
+    ids: np.ndarray | None = None
+    zero: bool = True  # zero once its unit is zeroed
+
+    def join(self, call, out_ids: np.ndarray) -> bool:
+        """Make the bias a member of the output's units; is the output zero once they are?"""
+        call.union(call.param_ids(self.tensor, 0, PRODUCER) if self.tensor is not None else self.ids, out_ids)
+        return self.zero
 
 
 def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed: bool) -> np.ndarray:
@@ -61,7 +78,7 @@ def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed
     return out_ids
 
 
-def _conv_like(call, x, weight, bias, groups: int, transposed: bool):
+def _conv_like(call, x, weight, bias: _Bias | None, groups: int, transposed: bool):
     s = call.slot(x)
     in_shape, out_shape = call.shape(x), call.out_shape
     cin, cout = in_shape[1], out_shape[1]
@@ -76,24 +93,32 @@ def _conv_like(call, x, weight, bias, groups: int, transposed: bool):
             call.require_zero(s.ids, s.zero, "the input channels of")
     else:
         out_ids = _grouped(call, s, weight, cin, cout, groups, transposed)
-    if bias is not None:
-        call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    zero = True if bias is None else bias.join(call, out_ids)
     call.add_flops(weight, int(np.prod(out_shape)), cout)
     call.vote_grad_free((weight,), 1 if transposed and groups == 1 else 0)
-    call.vote_grad_free((bias,), 0)
-    call.set_out(_out_slot(out_shape, 1, out_ids))
+    call.vote_grad_free((bias.tensor if bias is not None else None,), 0)
+    call.set_out(_out_slot(out_shape, 1, out_ids, zero))
 
 
 def _weights(call):
     """``(weight, bias)`` of a module call or of a functional/ATen call on parameters; None if the
     weight is computed (then the op is treated as opaque)."""
     if call.module is not None:
-        return call.module.weight, call.module.bias
+        b = call.module.bias
+        return call.module.weight, _Bias(b) if b is not None else None
     w, b = call.tensor(call.arg("weight")), call.arg("bias")
-    if w is None or (b is not None and call.tensor(b) is None):
+    if w is None:
         call.opaque(f"{call.name} with computed weights")
         return None
-    return w, call.tensor(b) if b is not None else None
+    if b is None:
+        return w, None
+    if call.tensor(b) is not None:
+        return w, _Bias(call.tensor(b))
+    s = call.slot(b)
+    if s.pax is not None and len(s.pax) == 1 and s.pax[0] is not None:
+        return w, _Bias(None, s.pax[0], s.pzero)
+    call.opaque(f"{call.name} with a computed bias")
+    return None
 
 
 def _groups(call) -> int:
@@ -163,11 +188,10 @@ def _linear(call):
         call.union(w_in, axis_ids(s.ids, last, shp[last]))
         call.require_zero(s.ids, s.zero, "the input features of")
     out_ids = call.param_ids(weight, 0, PRODUCER)
-    if bias is not None:
-        call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
+    zero = True if bias is None else bias.join(call, out_ids)
     out_shape = call.out_shape
     call.add_flops(weight, int(np.prod(out_shape)), out_shape[-1])
-    call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids))
+    call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids, zero))
 
 
 def _resize_embedding(m: nn.Embedding) -> None:
