@@ -78,7 +78,7 @@ def with_cumsum():
 
 
 def _digits(batch_size):
-    from otograph.data.digits import digits_loaders
+    from otograph.cli.digits import digits_loaders
 
     return digits_loaders(batch_size, 0)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from otograph.specs import (
+from otograph.cli.specs import (
     DataError,
     SpecError,
     load_data,

@@ -2,7 +2,7 @@
 
 Models:
 
-* ``default`` — the built-in :class:`~otograph.models.small_cnn.SmallResNet` (input ``1,1,8,8``);
+* ``default`` — the built-in :class:`~otograph.cli.models.SmallResNet` (input ``1,1,8,8``);
 * ``torchvision:NAME[?k=v&...]`` — ``torchvision.models.get_model(NAME, weights=None, **kwargs)``;
 * ``timm:NAME[?k=v&...]`` — ``timm.create_model(NAME, **kwargs)`` (needs ``timm``);
 * ``module.path:factory[?k=v&...]`` — your own code: ``factory(**kwargs)`` returns a module, or a
@@ -142,7 +142,7 @@ def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
 
 
 def _default(name, kwargs, defaults) -> LoadedModel:
-    from otograph.models.small_cnn import SmallResNet
+    from otograph.cli.models import SmallResNet
 
     kw = {**{k: v for k, v in defaults.items() if k == "num_classes"}, **kwargs}
     return LoadedModel(SmallResNet(**kw), torch.randn(2, 1, 8, 8), "", "default", kw)
@@ -245,7 +245,7 @@ def load_data(spec: str | None, *, batch_size: int = 64, seed: int = 0,
     """``(train, val)`` loaders for a data spec (see the module docstring)."""
     spec = (spec or DEFAULT_DATA).strip()
     if spec == "digits":
-        from otograph.data.digits import digits_loaders
+        from otograph.cli.digits import digits_loaders
 
         try:
             train, val = digits_loaders(batch_size, seed)

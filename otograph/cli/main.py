@@ -7,8 +7,8 @@
     otograph verify runs/default/reference.pt2 runs/default/model.pt2
     otograph report runs/default
 
-Thin layer over the library: every subcommand parses flags, calls :mod:`otograph.specs`,
-:mod:`otograph.pipeline`, :mod:`otograph.drawing` or :mod:`otograph.report`, and turns otograph's
+Thin layer over the library: every subcommand parses flags, calls :mod:`otograph.cli.specs`,
+:mod:`otograph.cli.job`, :mod:`otograph.drawing` or :mod:`otograph.report`, and turns otograph's
 errors into one readable line and exit status 2 (130 on Ctrl-C).
 """
 
@@ -109,14 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(spec: str, args) -> tuple:
     """(LoadedModel, leaf modules resolved to types or names)."""
-    from otograph.specs import load_model, parse_input_shape
+    from otograph.cli.specs import load_model, parse_input_shape
 
     loaded = load_model(spec, parse_input_shape(args.input_shape))
     return loaded, _leaves(loaded.model, args.leaf)
 
 
 def _leaves(model, names: list[str]) -> tuple:
-    from otograph.specs import SpecError
+    from otograph.cli.specs import SpecError
 
     by_class = {type(m).__name__: type(m) for m in model.modules()}
     paths = {n for n, _ in model.named_modules()}
@@ -171,7 +171,7 @@ def cmd_viz(args) -> int:
     spec = args.model
     folder = _run_folder(spec)
     if folder is not None:  # a prune run: draw the original model with its removed units
-        from otograph.specs import run_info
+        from otograph.cli.specs import run_info
 
         info = run_info(folder)
         spec = info["model"]["spec"]
@@ -193,9 +193,9 @@ def cmd_viz(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from otograph.pipeline import PruneOptions, prune
+    from otograph.cli.job import PruneOptions, prune
     from otograph.report.markdown import summary_table
-    from otograph.specs import parse_input_shape
+    from otograph.cli.specs import parse_input_shape
 
     o = PruneOptions(model=args.model, data=args.data, out=args.out, force=args.force,
                      input_shape=parse_input_shape(args.input_shape), target_flops=args.target_flops,
@@ -211,7 +211,7 @@ def cmd_prune(args) -> int:
         raise OutputExists(f"output folder {o.out!r} already exists; choose another --out or add --force "
                            f"to replace it")
     if o.leaf_modules:
-        from otograph.specs import load_model
+        from otograph.cli.specs import load_model
 
         o.leaf_modules = _leaves(load_model(o.model, o.input_shape).model, list(o.leaf_modules))
     run = prune(o, say=_say)
@@ -228,7 +228,7 @@ def cmd_verify(args) -> int:
     import torch
 
     import otograph
-    from otograph.specs import load_model, parse_input_shape
+    from otograph.cli.specs import load_model, parse_input_shape
     from otograph.tracing.values import batch_like
 
     shape = parse_input_shape(args.input_shape)
@@ -252,7 +252,7 @@ def cmd_verify(args) -> int:
 
 def cmd_report(args) -> int:
     from otograph.report.markdown import render_report
-    from otograph.specs import run_info
+    from otograph.cli.specs import run_info
 
     run = run_info(args.dir)
     print(json.dumps(run, indent=1) if args.json else render_report(run))

@@ -26,7 +26,7 @@ from otograph.report.latency import latency_ms
 from otograph.report.markdown import render_report
 from otograph.report.tables import space_table
 from otograph.rewrite.save import export_program, save_compact
-from otograph.specs import LoadedData, LoadedModel, load_data, load_model, peek_num_classes
+from otograph.cli.specs import LoadedData, LoadedModel, load_data, load_model, peek_num_classes
 from otograph.tracing.values import normalize_inputs
 
 __all__ = ["PruneOptions", "prune", "train", "evaluate"]
