@@ -1,4 +1,5 @@
-"""The whole prune job behind ``otograph prune``: train with HESSO, compress, verify, measure, save.
+"""The prune job behind ``otograph prune``: load, trace, train densely and with HESSO, compress and
+verify, measure, save the files, write the record. One function per step; :func:`prune` runs them.
 
 Everything is written into a hidden folder and renamed to ``out`` at the end (see
 :func:`otograph.fileio.staged_dir`), so an interrupted run leaves nothing half-written.
@@ -9,10 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,146 +20,173 @@ import torch
 from torch import nn
 
 import otograph
-from otograph.fileio import atomic_write, staged_dir, write_text
-from otograph.graph.cost import count_flops, count_params
-from otograph.report.latency import latency_ms
-from otograph.report.markdown import render_report
+from hesso import HESSO
+from otograph.analysis import SearchSpace
+from otograph.cli.options import PruneOptions
+from otograph.cli.record import (
+    DataInfo,
+    Exactness,
+    Files,
+    GroupOutcome,
+    Histories,
+    ModelInfo,
+    RunRecord,
+    Schedule,
+    SpaceInfo,
+    TrainingInfo,
+)
+from otograph.cli.report_md import render_report
+from otograph.cli.specs import (
+    LoadedData,
+    LoadedModel,
+    frontend_for,
+    load_data,
+    load_model,
+    peek_num_classes,
+    resolve_leaves,
+)
+from otograph.cli.training import History, base_optimizer, evaluate, train
+from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_text
+from otograph.report.measure import measure
+from otograph.report.plots import Panel, Series, save_chart
 from otograph.report.tables import space_table
 from otograph.rewrite.save import export_program, save_compact
-from otograph.cli.specs import LoadedData, LoadedModel, load_data, load_model, peek_num_classes
 from otograph.tracing.values import normalize_inputs
 
-__all__ = ["PruneOptions", "prune", "train", "evaluate"]
+__all__ = ["prune", "Trained", "Compressed"]
 
 log = logging.getLogger(__name__)
 
-_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
-_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
+Say = Callable[[str], None]
 
 
 @dataclass
-class PruneOptions:
-    """Options of one prune run (the CLI's flags). The defaults are the built-in run's recipe."""
+class Trained:
+    """One training run: its history, wall time, final validation accuracy (and HESSO's metrics)."""
 
-    model: str = "default"
-    data: str = "digits"
-    out: str = "runs/default"
-    force: bool = False
-    input_shape: tuple[int, ...] | None = None
-    target_flops: float | None = None
-    target_params: float | None = None
-    sparsity: float | None = None
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    pruning_start: float = 0.1   # fraction of all steps before the first period
-    pruning_span: float = 0.4    # fraction of all steps the periods cover
-    periods: int = 4
-    cric: bool = False
-    baseline: bool = True        # also train the dense model with the same recipe, for "before"
-    seed: int = 0
-    leaf_modules: tuple[str, ...] = ()
-    frontend: str | None = None  # "fx" | "export" | "auto"; None: export for .pt2 files, else fx
-    threads: int | None = None   # torch threads; None: 1 for the built-in model, else torch's default
-    progress: bool = True
-    save_reference: bool = True
-
-    def target(self) -> tuple[str, float]:
-        given = [(k, v) for k, v in (("flops", self.target_flops), ("params", self.target_params),
-                                     ("groups", self.sparsity)) if v is not None]
-        if len(given) > 1:
-            raise ValueError("give at most one of --target-flops, --target-params, --sparsity")
-        kind, value = given[0] if given else ("flops", 0.65)
-        if not 0 < value < 1:
-            raise ValueError(f"the pruning target must be a fraction between 0 and 1, got {value}")
-        return kind, value
+    history: History
+    seconds: float
+    accuracy: float
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass
-class History:
-    """What the charts need: per-step loss and pruning progress, per-epoch validation accuracy."""
+class Compressed:
+    """The compact model, the units removed per group, its accuracy and its exactness."""
 
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    group_sparsity: list[float] = field(default_factory=list)
-    flops_reduction: list[float] = field(default_factory=list)
-    eval_step: list[int] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
+    model: nn.Module
+    removed: dict[str, list[int]]
+    accuracy: float
+    exactness: Exactness
 
 
-def evaluate(model: nn.Module, loader) -> float:
-    """Top-1 accuracy in percent."""
-    was = model.training
+def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
+    """Run the job; returns its record (also written as ``run.json``). Fails before any work on bad input."""
+    t_start = time.perf_counter()
+    refuse_existing(o.out, o.force)
+    loaded, data = load(o)
+    say(f"tracing {o.model} ({type(loaded.model).__name__}) with input {loaded.input_shape}")
+    space = search_space(o, loaded)
+    say(f"search space: {space!r}")
+    schedule = pruning_schedule(o, len(data.train))
+    model, one = loaded.model, _one(loaded.example_inputs)
+    init_state = copy.deepcopy(model.state_dict())
+    with staged_dir(o.out, o.force) as stage:
+        dense = train_dense(o, model, data) if o.baseline else None
+        model.load_state_dict(init_state)
+        pruned = train_hesso(o, model, space, data, schedule, say)
+        comp = compress_and_verify(model, space, data, say)
+        before = measure(model, one, accuracy=dense.accuracy if dense else pruned.accuracy)
+        after = measure(comp.model, one, accuracy=comp.accuracy)
+        title = f"{o.model} ({type(model).__name__})"
+        files = save_files(stage, o, model, loaded.example_inputs, comp, space, title, say)
+        files.training_chart = save_training_chart(stage, o, title, pruned, dense, schedule)
+        record = RunRecord(
+            otograph_version=otograph.__version__, options=o,
+            model=ModelInfo(o.model, type(model).__name__, list(loaded.input_shape or [])),
+            data=DataInfo(o.data, data.num_classes, _size(data.train), _size(data.val)),
+            training=training_info(o, len(data.train), schedule, dense, pruned), before=before, after=after,
+            trained_accuracy=pruned.accuracy, exactness=comp.exactness, space=space_info(space, comp.removed),
+            groups=group_outcomes(space, comp.removed), threads=torch.get_num_threads(),
+            history=Histories(pruned.history, dense.history if dense else None), files=files,
+            wall_seconds=time.perf_counter() - t_start)
+        write_record(stage, record)
+    return record
+
+
+def load(o: PruneOptions) -> tuple[LoadedModel, LoadedData]:
+    """Set threads and seed, build the model (with the data's class count) and the data loaders."""
+    threads = o.threads or (1 if o.model in ("default", "") else None)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(o.seed)
+    nc = peek_num_classes(o.data)
+    loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
+    data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
+    return loaded, data
+
+
+def search_space(o: PruneOptions, loaded: LoadedModel) -> SearchSpace:
+    """Trace the model (``--leaf`` resolved against it) and check the budget can be met."""
+    leaves = resolve_leaves(loaded.model, o.leaf_modules)
+    space = otograph.search_space(loaded.model, loaded.example_inputs, leaf_modules=leaves,
+                                  frontend=frontend_for(loaded, o.frontend))
+    if not space.prunable_groups:
+        raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space_table(space)}")
+    if o.target.kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
+        raise otograph.OtographError(f"{o.model}: no FLOPs could be attributed to the prunable groups, so a "
+                                     f"FLOPs budget cannot be met; use --target-params or --sparsity")
+    return space
+
+
+def pruning_schedule(o: PruneOptions, steps_per_epoch: int) -> Schedule:
+    """The pruning periods: they start after ``pruning_start`` of all steps and cover ``pruning_span``."""
+    total = o.epochs * steps_per_epoch
+    return Schedule(start_step=int(round(o.pruning_start * total)),
+                    steps=max(o.periods, int(round(o.pruning_span * total))), periods=o.periods)
+
+
+def train_dense(o: PruneOptions, model: nn.Module, data: LoadedData) -> Trained:
+    """Train a copy of ``model`` densely with the same recipe: the "before" accuracy."""
+    dense = copy.deepcopy(model)
+    torch.manual_seed(o.seed)
+    t0 = time.perf_counter()
+    hist = train(dense, base_optimizer(dense, o.optimizer, o.hyper()), data, o.epochs, desc="dense baseline",
+                 progress=o.progress)
+    seconds = time.perf_counter() - t0
+    return Trained(hist, seconds, hist.val_accuracy[-1] if hist.val_accuracy else evaluate(dense, data.val))
+
+
+def train_hesso(o: PruneOptions, model: nn.Module, space: SearchSpace, data: LoadedData, schedule: Schedule,
+                say: Say) -> Trained:
+    """Train ``model`` in place with HESSO, which drives the redundant units to exactly zero."""
+    torch.manual_seed(o.seed)
+    opt = HESSO(model, space, variant=o.optimizer, **o.hyper(), target=o.target,
+                start_pruning_step=schedule.start_step, pruning_steps=schedule.steps,
+                pruning_periods=schedule.periods, cric=o.cric or None)
+    t0 = time.perf_counter()
+    hist = train(model, opt, data, o.epochs, desc="HESSO", progress=o.progress, metrics=opt.metrics)
+    seconds = time.perf_counter() - t0
     model.eval()
-    right = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            right += int((model(x).argmax(1) == y).sum())
-            total += len(y)
-    model.train(was)
-    return 100.0 * right / max(1, total)
+    accuracy = evaluate(model, data.val)
+    say(opt.summary())
+    return Trained(hist, seconds, accuracy, opt.metrics())
 
 
-def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs: int, *,
-          desc: str, progress: bool, metrics: Callable[[], dict] | None = None) -> History:
-    """Plain cross-entropy training with a cosine learning rate; records a :class:`History`."""
-    from tqdm.auto import tqdm
-
-    total = epochs * len(data.train)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total))
-    hist = History()
-    k = 0
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5,
-               leave=True)
-    try:
-        for _ in range(epochs):
-            model.train()
-            for x, y in data.train:
-                opt.zero_grad()
-                loss = nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                opt.step()
-                sched.step()
-                k += 1
-                hist.step.append(k)
-                value = loss.item()
-                hist.loss.append(value)
-                post = {"loss": f"{value:.3f}"}
-                if metrics is not None:
-                    m = metrics()
-                    hist.group_sparsity.append(m["group_sparsity"])
-                    hist.flops_reduction.append(m["flops_reduction"])
-                    post.update(stage=m["stage"], pruned=f"{m['group_sparsity']:.0%}")
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
-            hist.eval_step.append(k)
-            hist.val_accuracy.append(evaluate(model, data.val))
-            bar.set_postfix({**post, "val_acc": f"{hist.val_accuracy[-1]:.1f}%"}, refresh=False)
-    finally:
-        bar.close()
-    return hist
-
-
-def _hyper(o: PruneOptions) -> dict[str, Any]:
-    lr = o.lr if o.lr is not None else _LR[o.optimizer]
-    wd = o.weight_decay if o.weight_decay is not None else _WD[o.optimizer]
-    return {"lr": lr, "weight_decay": wd, **({"momentum": o.momentum} if o.optimizer == "sgd" else {})}
-
-
-def _base_optimizer(model: nn.Module, o: PruneOptions) -> torch.optim.Optimizer:
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[o.optimizer]
-    return cls(model.parameters(), **_hyper(o))
-
-
-def _one(example: Any) -> Any:
-    return example[:1] if isinstance(example, torch.Tensor) else example
+def compress_and_verify(model: nn.Module, space: SearchSpace, data: LoadedData, say: Say) -> Compressed:
+    """Build the compact model from the exact zeros, evaluate it and compare it with ``model``."""
+    removed = space.zero_units(model)
+    compact = otograph.compress(model, space)
+    compact.eval()
+    accuracy = evaluate(compact, data.val)
+    ex = exactness(model, compact, data)
+    say(f"compact model: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64)")
+    return Compressed(compact, removed, accuracy, ex)
 
 
 @torch.no_grad()
-def _exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512) -> dict[str, float]:
+def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512) -> Exactness:
+    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs."""
     xs = []
     for x, _ in data.val:
         xs.append(x)
@@ -167,149 +194,88 @@ def _exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int
             break
     x = torch.cat(xs)[:limit]
     v32 = otograph.verify(full, compact, x)
+    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
     full.eval()
     compact.eval()
     same = float((full(x).argmax(1) == compact(x).argmax(1)).float().mean())
-    f64, c64 = copy.deepcopy(full).double(), copy.deepcopy(compact).double()
-    v64 = otograph.verify(f64, c64, x.double())
-    return {"samples": len(x), "max_abs": v32.max_abs, "max_rel": v32.max_rel, "max_abs_f64": v64.max_abs,
-            "max_rel_f64": v64.max_rel, "same_argmax": same}
+    return Exactness(len(x), v32.max_abs, v32.max_rel, v64.max_abs, v64.max_rel, same)
 
 
-def _chart(out: Path, o: PruneOptions, hist: History, dense: History | None, sched: tuple[int, int, int],
-           title: str) -> str:
-    from otograph.report.plots import Panel, Series, save_chart
+def save_files(stage: Path, o: PruneOptions, model: nn.Module, example: Any, comp: Compressed,
+               space: SearchSpace, title: str, say: Say) -> Files:
+    """The compact model (.pt2, .py, state dict), the reference, the removed units and the picture."""
+    from otograph.drawing import render
 
-    start, duration, periods = sched
-    shade = [(start + p * duration, start + (p + 1) * duration) for p in range(periods)]
-    loss = [Series("HESSO", hist.step, hist.loss, "#1f77b4")]
-    acc = [Series("HESSO", hist.eval_step, hist.val_accuracy, "#1f77b4")]
+    files = Files(**save_compact(comp.model, example, stage))
+    if o.save_reference:
+        files.reference = _save_reference(stage / "reference.pt2", model, example)
+    write_text(stage / "removed_units.json", json.dumps(comp.removed, indent=1))
+    pic = render(space, stage / "search_space.svg", removed=comp.removed, title=f"{title}, after pruning")
+    files.search_space = pic.path.name
+    if pic.message:
+        say(pic.message)
+    return files
+
+
+def _save_reference(path: Path, model: nn.Module, example: Any) -> str | None:
+    try:
+        ep = export_program(model, normalize_inputs(example)[0])
+        with atomic_write(path) as f:
+            torch.export.save(ep, f)
+    except Exception as e:  # noqa: BLE001 - the reference is a convenience
+        log.warning("could not export the trained full model: %s", e)
+        return None
+    return path.name
+
+
+def save_training_chart(stage: Path, o: PruneOptions, title: str, pruned: Trained, dense: Trained | None,
+                        schedule: Schedule) -> str:
+    """``training.png``: loss, validation accuracy and what HESSO removed, per step."""
+    shade, h = schedule.ranges(), pruned.history
+    loss = [Series("HESSO", h.step, h.loss, "#1f77b4")]
+    acc = [Series("HESSO", h.eval_step, h.val_accuracy, "#1f77b4")]
     if dense is not None:
-        loss.append(Series("dense", dense.step, dense.loss, "#ff7f0e", True))
-        acc.append(Series("dense", dense.eval_step, dense.val_accuracy, "#ff7f0e", True))
+        d = dense.history
+        loss.append(Series("dense", d.step, d.loss, "#ff7f0e", dashed=True))
+        acc.append(Series("dense", d.eval_step, d.val_accuracy, "#ff7f0e", dashed=True))
+    removed = [Series("group sparsity", h.step, h.group_sparsity, "#2ca02c"),
+               Series("FLOPs (budget)", h.step, h.flops_reduction, "#d62728")]
     panels = [Panel("training loss (cross-entropy)", loss, shade),
               Panel("validation accuracy (%)", acc, shade, yfmt="{:.0f}"),
-              Panel("removed by HESSO", [Series("group sparsity", hist.step, hist.group_sparsity, "#2ca02c"),
-                                         Series("FLOPs (budget)", hist.step, hist.flops_reduction, "#d62728")],
-                    shade, ylim=(0.0, 1.0), yfmt="{:.0%}")]
-    return save_chart(panels, title, out / "training.png").name
+              Panel("removed by HESSO", removed, shade, ylim=(0.0, 1.0), yfmt="{:.0%}")]
+    subtitle = f"{title} on {o.data}: HESSO, {o.target.fraction:.0%} {o.target.kind} target"
+    return save_chart(panels, subtitle, stage / "training.png").name
 
 
-def prune(o: PruneOptions, say: Callable[[str], None] = log.info) -> dict:
-    """Run the job; returns the ``run.json`` data. Raises before writing anything on bad input."""
-    t_start = time.perf_counter()
-    kind, value = o.target()
-    from hesso import HESSO
+def training_info(o: PruneOptions, steps_per_epoch: int, schedule: Schedule, dense: Trained | None,
+                  pruned: Trained) -> TrainingInfo:
+    hyper = o.hyper()
+    return TrainingInfo(epochs=o.epochs, steps=o.epochs * steps_per_epoch, optimizer=o.optimizer,
+                        lr=hyper["lr"], weight_decay=hyper["weight_decay"], momentum=hyper.get("momentum"),
+                        target=o.target, cric=o.cric, pruning=schedule, seconds=pruned.seconds,
+                        baseline="dense" if dense else "trained", baseline_seconds=dense.seconds if dense else 0.0,
+                        hesso=pruned.metrics or {})
 
-    threads = o.threads or (1 if o.model in ("default", "") else None)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(o.seed)
-    nc = peek_num_classes(o.data)
-    loaded: LoadedModel = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
-    data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
-    model, example = loaded.model, loaded.example_inputs
-    say(f"tracing {o.model} ({type(model).__name__}) with input {loaded.input_shape}")
-    frontend = o.frontend or ("export" if loaded.kind == "pt2" else "fx")
-    space = otograph.search_space(model, example, leaf_modules=o.leaf_modules, frontend=frontend)
-    if not space.prunable_groups:
-        raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space_table(space)}")
-    say(f"search space: {space!r}")
-    if kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
-        raise otograph.OtographError(f"{o.model}: no FLOPs could be attributed to the prunable groups, so a "
-                                     f"FLOPs budget cannot be met; use --target-params or --sparsity")
-    steps_per_epoch = len(data.train)
-    total = o.epochs * steps_per_epoch
-    start = int(round(o.pruning_start * total))
-    span = max(o.periods, int(round(o.pruning_span * total)))
-    init_state = copy.deepcopy(model.state_dict())
 
-    with staged_dir(o.out, o.force) as stage:
-        dense_hist, dense_acc, dense_seconds = None, None, 0.0
-        if o.baseline:
-            dense = copy.deepcopy(model)
-            torch.manual_seed(o.seed)
-            t0 = time.perf_counter()
-            dense_hist = train(dense, _base_optimizer(dense, o), data, o.epochs, desc="dense baseline",
-                               progress=o.progress)
-            dense_seconds = time.perf_counter() - t0
-            dense_acc = dense_hist.val_accuracy[-1] if dense_hist.val_accuracy else evaluate(dense, data.val)
-            del dense
-        model.load_state_dict(init_state)
-        torch.manual_seed(o.seed)
-        budget = {"flops": "target_flops_reduction", "params": "target_param_reduction",
-                  "groups": "target_group_sparsity"}[kind]
-        opt = HESSO(model, space, variant=o.optimizer, **_hyper(o), **{budget: value}, start_pruning_step=start,
-                    pruning_steps=span, pruning_periods=o.periods, cric=o.cric or None)
-        t0 = time.perf_counter()
-        hist = train(model, opt, data, o.epochs, desc="HESSO", progress=o.progress, metrics=opt.metrics)
-        train_seconds = time.perf_counter() - t0
-        model.eval()
-        trained_acc = evaluate(model, data.val)
-        say(opt.summary())
+def space_info(space: SearchSpace, removed: dict[str, list[int]]) -> SpaceInfo:
+    return SpaceInfo(groups=len(space.groups), prunable=len(space.prunable_groups),
+                     units=sum(g.num_units for g in space.groups),
+                     units_removed=sum(len(v) for v in removed.values()), opaque=list(space.opaque))
 
-        removed = space.zero_units(model)
-        compact = otograph.compress(model, space)
-        compact.eval()
-        after_acc = evaluate(compact, data.val)
-        ex = _exactness(model, compact, data)
-        say(f"compact model: max |Δ| {ex['max_abs']:.3g} (float32), {ex['max_abs_f64']:.3g} (float64)")
 
-        one = _one(example)
-        lat_before = {str(b): latency_ms(model, one, b) for b in (1, 32)}
-        lat_after = {str(b): latency_ms(compact, one, b) for b in (1, 32)}
+def group_outcomes(space: SearchSpace, removed: dict[str, list[int]]) -> list[GroupOutcome]:
+    return [GroupOutcome(g.id, g.num_units, g.num_units - len(removed.get(g.id, ())), g.prunable, g.reason)
+            for g in space.groups]
 
-        files: dict[str, Any] = {}
-        files.update(save_compact(compact, example, stage))
-        if o.save_reference:
-            try:
-                ep = export_program(model, normalize_inputs(example)[0])
-                with atomic_write(stage / "reference.pt2") as f:
-                    torch.export.save(ep, f)
-                files["reference"] = "reference.pt2"
-            except Exception as e:  # noqa: BLE001 - the reference is a convenience
-                log.warning("could not export the trained full model: %s", e)
-        write_text(stage / "removed_units.json", json.dumps(removed, indent=1))
-        title = f"{o.model} ({type(model).__name__})"
-        from otograph.drawing import render
 
-        pic = render(space, stage / "search_space.svg", removed=removed, title=f"{title}, after pruning")
-        files["search_space"] = pic.path.name
-        if pic.message:
-            say(pic.message)
-        files["training_chart"] = _chart(stage, o, hist, dense_hist, (start, span // o.periods, o.periods),
-                                         f"{title} on {o.data}: HESSO, {value:.0%} {kind} target")
+def write_record(stage: Path, record: RunRecord) -> None:
+    """``run.json`` and ``report.md``."""
+    record.save(stage)
+    write_text(stage / "report.md", render_report(record))
 
-        units = sum(g.num_units for g in space.groups)
-        run = {
-            "otograph_version": otograph.__version__,
-            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o).items()},
-            "model": {"spec": o.model, "class": type(model).__name__, "input_shape": list(loaded.input_shape or [])},
-            "data": {"spec": o.data, "num_classes": data.num_classes, "train_size": _size(data.train),
-                     "val_size": _size(data.val)},
-            "training": {"epochs": o.epochs, "steps": total, "optimizer": o.optimizer, **_hyper(o),
-                         "target": {"kind": kind, "value": value}, "cric": o.cric,
-                         "pruning": {"start_step": start, "steps": span, "periods": o.periods},
-                         "seconds": train_seconds, "baseline": "dense" if o.baseline else "trained",
-                         "baseline_seconds": dense_seconds, "hesso": opt.metrics()},
-            "before": {"params": count_params(model), "flops": count_flops(model, one),
-                       "latency_ms": lat_before, "accuracy": dense_acc if o.baseline else trained_acc},
-            "after": {"params": count_params(compact), "flops": count_flops(compact, one),
-                      "latency_ms": lat_after, "accuracy": after_acc},
-            "trained_accuracy": trained_acc,
-            "exactness": ex,
-            "space": {"groups": len(space.groups), "prunable": len(space.prunable_groups), "units": units,
-                      "units_removed": sum(len(v) for v in removed.values()), "opaque": list(space.opaque)},
-            "groups": [{"id": g.id, "units": g.num_units, "kept": g.num_units - len(removed.get(g.id, ())),
-                        "prunable": g.prunable, "reason": g.reason} for g in space.groups],
-            "threads": torch.get_num_threads(),
-            "history": {"hesso": asdict(hist), "dense": asdict(dense_hist) if dense_hist else None},
-            "files": files,
-        }
-        run["wall_seconds"] = time.perf_counter() - t_start
-        write_text(stage / "run.json", json.dumps(run, indent=1, default=_json_default))
-        write_text(stage / "report.md", render_report(run))
-    return run
+
+def _one(example: Any) -> Any:
+    return example[:1] if isinstance(example, torch.Tensor) else example
 
 
 def _size(loader) -> int | None:
@@ -317,13 +283,3 @@ def _size(loader) -> int | None:
         return len(loader.dataset)
     except (AttributeError, TypeError):
         return None
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return str(x)
