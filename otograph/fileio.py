@@ -29,7 +29,7 @@ import torch
 
 from otograph.errors import OtographError
 
-__all__ = ["OutputExists", "atomic_write", "write_text", "save_tensors", "staged_dir"]
+__all__ = ["OutputExists", "refuse_existing", "atomic_write", "write_text", "save_tensors", "staged_dir"]
 
 
 class OutputExists(OtographError):
@@ -74,6 +74,13 @@ def save_tensors(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def refuse_existing(out: str | os.PathLike, force: bool = False) -> None:
+    """Raise :class:`OutputExists` if ``out`` exists and ``force`` is not set."""
+    if Path(out).exists() and not force:
+        raise OutputExists(f"output folder {str(out)!r} already exists; choose another --out or add --force "
+                           f"to replace it")
+
+
 @contextlib.contextmanager
 def staged_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``out``; on success it becomes ``out`` in one rename.
@@ -82,9 +89,7 @@ def staged_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     one is complete). On any exception, KeyboardInterrupt included, the hidden folder is removed.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputExists(f"output folder {str(out)!r} already exists; choose another --out or add --force "
-                           f"to replace it")
+    refuse_existing(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     stage = out.parent / f".{out.name}.partial-{tag}"

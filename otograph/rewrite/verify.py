@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from otograph.graph.cost import count_flops, count_params
 from otograph.tracing.values import eval_mode, normalize_inputs
@@ -35,6 +36,10 @@ class Verification:
                 f"FLOPs {self.flops_before:,} → {self.flops_after:,})")
 
 
+def _cast(x: Any, dtype: torch.dtype) -> Any:
+    return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
 @torch.no_grad()
 def _run(model, args, kwargs):
     with eval_mode(model):
@@ -42,8 +47,23 @@ def _run(model, args, kwargs):
     return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
 
 
-def verify(reference: torch.nn.Module, compact: torch.nn.Module, example_inputs: Any) -> Verification:
-    """Run both models (eval mode) on ``example_inputs`` and compare every output tensor."""
+def verify(reference: torch.nn.Module, compact: torch.nn.Module, example_inputs: Any, *,
+           dtype: torch.dtype | None = None) -> Verification:
+    """Run both models (eval mode) on ``example_inputs`` and compare every output tensor.
+
+    With ``dtype`` (e.g. ``torch.float64``, for the exactness bound), deep copies of both models and
+    the floating-point inputs are converted to it first; the models given are left untouched.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(4, 2)
+        >>> v = verify(net, net, torch.randn(3, 4), dtype=torch.float64)
+        >>> v.max_abs, v.exact, next(net.parameters()).dtype
+        (0.0, True, torch.float32)
+    """
+    if dtype is not None:
+        reference, compact = copy.deepcopy(reference).to(dtype), copy.deepcopy(compact).to(dtype)
+        example_inputs = tree_map(lambda x: _cast(x, dtype), example_inputs)
     args, kwargs = normalize_inputs(example_inputs)
     ys, zs = _run(reference, args, kwargs), _run(compact, args, kwargs)
     if len(ys) != len(zs) or any(y.shape != z.shape for y, z in zip(ys, zs, strict=False)):

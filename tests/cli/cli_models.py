@@ -78,7 +78,7 @@ def with_cumsum():
 
 
 def _digits(batch_size):
-    from otograph.data.digits import digits_loaders
+    from otograph.cli.digits import digits_loaders
 
     return digits_loaders(batch_size, 0)
 
@@ -122,3 +122,19 @@ def random_data(batch_size: int = 16):
     ds = torch.utils.data.TensorDataset(x, y)
     return (torch.utils.data.DataLoader(ds, batch_size=batch_size),
             torch.utils.data.DataLoader(ds, batch_size=batch_size))
+
+
+class NestedUntraceable(nn.Module):
+    """The submodule that fx cannot trace sits at ``body.1``."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 3, 1), _Branchy())
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def nested_untraceable():
+    return NestedUntraceable(), torch.randn(1, 3, 16, 16)

@@ -143,6 +143,49 @@ def test_adam_cric_and_param_budget(cli, tmp_path):
     assert code == 0, out_text
     run = json.loads((out / "run.json").read_text())
     t = run["training"]
-    assert t["optimizer"] == "adam" and t["cric"] and t["target"] == {"kind": "params", "value": 0.3}
+    assert t["optimizer"] == "adam" and t["cric"] and t["target"] == {"kind": "params", "fraction": 0.3}
     assert t["baseline"] == "trained" and run["before"]["accuracy"] == run["trained_accuracy"]
     assert run["after"]["params"] < run["before"]["params"]
+
+
+def test_the_budget_reaches_hesso_as_the_one_target(cli, tmp_path, monkeypatch):
+    from hesso import Target
+    from otograph.cli import job
+
+    seen = {}
+    real_prune, real_hesso = job.prune, job.HESSO
+
+    def spy_prune(o, **kwargs):
+        seen["options"] = o.target
+        return real_prune(o, **kwargs)
+
+    def spy_hesso(*args, **kwargs):
+        seen["hesso"] = kwargs["target"]
+        return real_hesso(*args, **kwargs)
+
+    monkeypatch.setattr(job, "prune", spy_prune)
+    monkeypatch.setattr(job, "HESSO", spy_hesso)
+    code, _, _ = cli("prune", "cli.cli_models:tiny_cnn", "--data", "cli.cli_models:random_data", "--epochs", "2",
+                     "--sparsity", "0.3", "--no-baseline", "--out", tmp_path / "run", "-q")
+    assert code == 0
+    assert seen["hesso"] is seen["options"]
+    assert seen["hesso"] == Target("units", 0.3)
+    t = json.loads((tmp_path / "run" / "run.json").read_text())["training"]["target"]
+    assert t == {"kind": "units", "fraction": 0.3}
+
+
+def test_verify_takes_no_tracing_flags(cli, capsys):
+    for flag in ("--leaf", "--frontend"):
+        with pytest.raises(SystemExit) as e:
+            cli("verify", "a.pt2", "b.pt2", flag, "fx")
+        assert e.value.code == 2
+        assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
+def test_digits_without_scikit_learn_says_what_to_install(monkeypatch):
+    from otograph.cli.specs import DataError, load_data
+
+    for name in ("sklearn", "sklearn.datasets", "sklearn.model_selection"):  # as if it were not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(DataError, match=r"scikit-learn(.|\n)*pip install 'otograph\[digits\]'"):
+        load_data("digits")

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from otograph.specs import (
+from otograph.cli.specs import (
     DataError,
     SpecError,
+    frontend_for,
     load_data,
     load_model,
     parse_input_shape,
@@ -98,6 +99,8 @@ def test_pt2_file_and_run_folder(tmp_path):
         assert m.kind == "pt2" and m.input_shape == (2, 3, 8, 8)
         x = torch.randn(5, 3, 8, 8)  # the batch axis was exported dynamic
         torch.testing.assert_close(m.model(x), net(x))
+        assert frontend_for(m) == "export" and frontend_for(m, "auto") == "auto"
+    assert frontend_for(load_model(None)) == "fx" and frontend_for(load_model(None), "export") == "export"
     with pytest.raises(SpecError, match="only torch.export .pt2"):
         (tmp_path / "w.pth").write_bytes(b"")
         load_model(str(tmp_path / "w.pth"))

@@ -68,3 +68,26 @@ def test_trace_a_saved_pt2_uses_the_export_frontend(cli, pruned_run):
     assert "6 groups, 5 prunable" in out
     code, _, err = cli("trace", pruned_run / "model.pt2", "--frontend", "fx")
     assert code == 2 and "could not trace" in err and "--frontend export" in err
+
+
+def test_the_leaf_hint_names_the_nested_module_that_failed(cli):
+    code, _, err = cli("trace", "cli.cli_models:nested_untraceable")
+    assert code == 2
+    assert "On the command line: add --leaf body.1 (or its class name)" in err and "--frontend export" in err
+    code, out, _ = cli("trace", "cli.cli_models:nested_untraceable", "--leaf", "body.1")
+    assert code == 0 and "head" in out
+
+
+def test_the_hint_comes_from_the_error_fields_not_its_text(cli, monkeypatch):
+    import otograph
+    from otograph.cli.main import trace_hint
+    from otograph.errors import TraceError
+
+    def fail(*args, **kwargs):
+        raise TraceError("tracing failed", module="encoder.blocks.2")
+
+    monkeypatch.setattr(otograph, "search_space", fail)
+    code, _, err = cli("trace")
+    assert code == 2 and "--leaf encoder.blocks.2" in err and "--frontend export" in err
+    assert trace_hint(TraceError("fx failed", module="<root>")) == "\nOn the command line: try --frontend export."
+    assert trace_hint(TraceError("torch.export could not export Net")) == ""  # export names no module

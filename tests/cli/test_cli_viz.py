@@ -16,7 +16,7 @@ needs_dot = pytest.mark.skipif(not has_dot(), reason="graphviz's dot is not inst
 
 @pytest.fixture(scope="module")
 def small_space():
-    from otograph.models.small_cnn import SmallResNet
+    from otograph.cli.models import SmallResNet
 
     return otograph.search_space(SmallResNet().eval(), torch.randn(2, 1, 8, 8))
 

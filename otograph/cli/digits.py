@@ -2,7 +2,8 @@
 
 The train/validation split is fixed (stratified, 80/20, ``random_state=0``); ``seed`` only drives
 the shuffling of the training loader. Images are ``float32`` tensors ``(N, 1, 8, 8)`` normalised
-with the training set's mean and standard deviation. Needs ``scikit-learn``.
+with the training set's mean and standard deviation. Needs ``scikit-learn`` (the ``digits`` extra:
+``pip install 'otograph[digits]'``), imported here only.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the digits data set needs scikit-learn: pip install scikit-learn") from e
+    except ImportError as e:
+        raise ImportError("the digits data set needs scikit-learn, which is not installed: "
+                          "pip install 'otograph[digits]' (or pip install scikit-learn)") from e
     data = load_digits()
     x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1)
     y = torch.tensor(data.target, dtype=torch.long)

@@ -2,7 +2,7 @@
 
 Models:
 
-* ``default`` — the built-in :class:`~otograph.models.small_cnn.SmallResNet` (input ``1,1,8,8``);
+* ``default`` — the built-in :class:`~otograph.cli.models.SmallResNet` (input ``2,1,8,8``);
 * ``torchvision:NAME[?k=v&...]`` — ``torchvision.models.get_model(NAME, weights=None, **kwargs)``;
 * ``timm:NAME[?k=v&...]`` — ``timm.create_model(NAME, **kwargs)`` (needs ``timm``);
 * ``module.path:factory[?k=v&...]`` — your own code: ``factory(**kwargs)`` returns a module, or a
@@ -28,7 +28,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
-import json
+import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +39,11 @@ import torch
 from torch import nn
 
 from otograph.errors import OtographError
+from otograph.tracing import DEFAULT_FRONTEND
 
 __all__ = ["SpecError", "DataError", "LoadedModel", "LoadedData", "parse_spec", "parse_input_shape",
-           "load_model", "load_data", "peek_num_classes", "run_info", "DEFAULT_MODEL", "DEFAULT_DATA"]
+           "load_model", "load_data", "peek_num_classes", "resolve_leaves", "frontend_for", "DEFAULT_MODEL",
+           "DEFAULT_DATA"]
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +143,29 @@ def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
     return loaded
 
 
+def resolve_leaves(model: nn.Module, names: tuple[str, ...] | list[str]) -> tuple:
+    """``--leaf`` names as the tracer's leaf modules: a class name becomes its type, a path stays."""
+    by_class = {type(m).__name__: type(m) for m in model.modules()}
+    paths = {n for n, _ in model.named_modules()}
+    out = []
+    for n in names:
+        if n in by_class:
+            out.append(by_class[n])
+        elif n in paths:
+            out.append(n)
+        else:
+            raise SpecError(f"--leaf {n!r} is neither a submodule path nor a module class of this model",
+                            hint="give a path from model.named_modules() or a class name")
+    return tuple(out)
+
+
+def frontend_for(loaded: LoadedModel, requested: str | None = None) -> str:
+    """The tracing frontend: ``requested``, else ``export`` for a saved ``.pt2`` program, else the default."""
+    return requested or ("export" if loaded.kind == "pt2" else DEFAULT_FRONTEND)
+
+
 def _default(name, kwargs, defaults) -> LoadedModel:
-    from otograph.models.small_cnn import SmallResNet
+    from otograph.cli.models import SmallResNet
 
     kw = {**{k: v for k, v in defaults.items() if k == "num_classes"}, **kwargs}
     return LoadedModel(SmallResNet(**kw), torch.randn(2, 1, 8, 8), "", "default", kw)
@@ -188,14 +211,7 @@ def _factory(name, kwargs, defaults) -> LoadedModel:
     fn = getattr(module, attr, None)
     if fn is None:
         raise SpecError(f"module {mod_name!r} has no attribute {attr!r} (model spec {name!r})")
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-        kw = {k: v for k, v in defaults.items() if k in params}
-    except (TypeError, ValueError):
-        kw = {}
-    kw.update(kwargs)
+    kw = {**{k: v for k, v in defaults.items() if k in _params(fn)}, **kwargs}
     out = fn(**kw) if callable(fn) and not isinstance(fn, nn.Module) else fn
     example = None
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], nn.Module):
@@ -229,14 +245,6 @@ def _file(name, kwargs, defaults) -> LoadedModel:
     return LoadedModel(mod, mod.example_inputs, "", "pt2", {})
 
 
-def run_info(folder: str | Path) -> dict:
-    """The ``run.json`` of a folder written by ``otograph prune``."""
-    path = Path(folder) / "run.json"
-    if not path.exists():
-        raise SpecError(f"{str(folder)!r} is not a folder written by `otograph prune` (no run.json)")
-    return json.loads(path.read_text())
-
-
 # ----------------------------------------------------------------------------------------- data
 
 
@@ -245,12 +253,13 @@ def load_data(spec: str | None, *, batch_size: int = 64, seed: int = 0,
     """``(train, val)`` loaders for a data spec (see the module docstring)."""
     spec = (spec or DEFAULT_DATA).strip()
     if spec == "digits":
-        from otograph.data.digits import digits_loaders
+        from otograph.cli.digits import digits_loaders
 
         try:
             train, val = digits_loaders(batch_size, seed)
         except ImportError as e:
-            raise DataError(str(e)) from e
+            raise DataError("the digits data set needs scikit-learn, which is not installed",
+                            hint="pip install 'otograph[digits]'") from e
         return LoadedData(train, val, spec, 10)
     if spec.startswith("imagefolder:"):
         return _imagefolder(spec, spec.split(":", 1)[1], batch_size, seed, input_shape)
@@ -281,8 +290,6 @@ def peek_num_classes(spec: str | None) -> int | None:
 
 
 def _params(fn) -> set[str]:
-    import inspect
-
     try:
         return set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):

@@ -1,0 +1,51 @@
+"""The options of one ``otograph prune`` run (its flags), with the built-in run's recipe as defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hesso import Target
+
+__all__ = ["PruneOptions", "DEFAULT_TARGET"]
+
+#: The budget when none is given: remove 65 % of the FLOPs.
+DEFAULT_TARGET = Target("flops", 0.65)
+
+_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
+
+
+@dataclass
+class PruneOptions:
+    """Options of one prune run. ``target`` is handed to HESSO as it is."""
+
+    model: str = "default"
+    data: str = "digits"
+    out: str = "runs/default"
+    force: bool = False
+    input_shape: tuple[int, ...] | None = None
+    target: Target = DEFAULT_TARGET
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    pruning_start: float = 0.1   # fraction of all steps before the first period
+    pruning_span: float = 0.4    # fraction of all steps the periods cover
+    periods: int = 4
+    cric: bool = False
+    baseline: bool = True        # also train the dense model with the same recipe, for "before"
+    seed: int = 0
+    leaf_modules: tuple[str, ...] = ()  # as given: submodule paths or class names
+    frontend: str | None = None  # None: see otograph.cli.specs.frontend_for
+    threads: int | None = None   # torch threads; None: 1 for the built-in model, else torch's default
+    progress: bool = True
+    save_reference: bool = True
+
+    def hyper(self) -> dict[str, Any]:
+        """The base optimizer's keyword arguments: lr, weight decay (and momentum for SGD)."""
+        lr = self.lr if self.lr is not None else _LR[self.optimizer]
+        wd = self.weight_decay if self.weight_decay is not None else _WD[self.optimizer]
+        return {"lr": lr, "weight_decay": wd, **({"momentum": self.momentum} if self.optimizer == "sgd" else {})}

@@ -1,0 +1,79 @@
+"""``report.md`` of a prune run, rendered from its :class:`~otograph.cli.record.RunRecord` (so
+``otograph report`` re-renders it from ``run.json`` without the model)."""
+
+from __future__ import annotations
+
+from otograph.cli.record import GroupOutcome, RunRecord
+from otograph.report.markdown import summary_table
+
+__all__ = ["render_report"]
+
+_TARGET_TEXT = {"flops": "FLOPs reduction", "params": "parameter reduction", "units": "group sparsity"}
+
+
+def groups_table(groups: list[GroupOutcome], limit: int = 25) -> str:
+    """Groups as a table, prunable ones first, most pruned first."""
+    if not groups:
+        return ""
+    lines = ["| group | units kept / total | state |", "|---|---:|---|"]
+    for g in sorted(groups, key=lambda g: (not g.prunable, g.kept / max(1, g.units)))[:limit]:
+        state = "prunable" if g.prunable else f"unprunable: {g.reason}"
+        lines.append(f"| `{g.id}` | {g.kept} / {g.units} | {state} |")
+    if len(groups) > limit:
+        lines.append(f"| … {len(groups) - limit} more (see run.json) | | |")
+    return "\n".join(lines)
+
+
+def _intro(r: RunRecord) -> list[str]:
+    m, d, t = r.model, r.data, r.training
+    return [f"# otograph prune: `{m.spec}` on `{d.spec}`", "",
+            f"Model `{m.class_name}` (input {tuple(m.input_shape)}); data `{d.spec}` "
+            f"({d.train_size if d.train_size is not None else '?'} training, "
+            f"{d.val_size if d.val_size is not None else '?'} validation samples). "
+            f"HESSO{' with CRIC' if t.cric else ''} on {t.optimizer} (lr {t.lr}), "
+            f"{t.epochs} epochs = {t.steps} steps; budget: {t.target.fraction:.0%} "
+            f"{_TARGET_TEXT.get(t.target.kind, 'target')}."]
+
+
+def _table_notes(r: RunRecord) -> str:
+    base = r.training.baseline
+    how = {"dense": " trained densely with the same recipe (same seed, optimizer, epochs)",
+           "trained": " (accuracy of the trained model before compression)"}.get(base, "")
+    return (f"*before*: the original architecture{how}; *after*: the compact model written to `model.pt2`. "
+            f"FLOPs by `torch.utils.flop_counter` for one sample; latency is the median wall time of a forward "
+            f"pass on this machine's CPU ({r.threads} torch thread(s)).")
+
+
+def _exactness(r: RunRecord) -> str:
+    ex = r.exactness
+    return (f"The compact model against the trained full model (its removed units are exactly zero) on "
+            f"{ex.samples} validation inputs: max |Δ| = {ex.max_abs:.3g} in float32 (relative {ex.max_rel:.3g}), "
+            f"{ex.max_abs_f64:.3g} in float64. Predictions agree on {ex.same_argmax:.2%} of the inputs.")
+
+
+def _files(r: RunRecord) -> list[str]:
+    t = r.training
+    lines = ["## Files", "",
+             "- `model.pt2` — the compact model: `torch.export.load('model.pt2').module()` (plain torch)",
+             "- `model.py` + `state_dict.pt` — the same as Python code: `from model import load; net = load()`"]
+    if r.files.reference:
+        lines.append("- `reference.pt2` — the trained full-size model, for `otograph verify reference.pt2 model.pt2`")
+    dense = f", dense baseline {t.baseline_seconds:.1f} s" if t.baseline == "dense" else ""
+    return lines + ["- `run.json` — every number above; `removed_units.json` — the units removed per group",
+                    "", f"Wall time {r.wall_seconds:.1f} s (training {t.seconds:.1f} s{dense}).", ""]
+
+
+def render_report(r: RunRecord) -> str:
+    """The whole ``report.md``."""
+    sp = r.space
+    out = [*_intro(r), "", summary_table(r.before, r.after), "", _table_notes(r),
+           "", "## Exactness", "", _exactness(r),
+           "", "## Search space", "",
+           f"{sp.groups} groups ({sp.prunable} prunable, {sp.units} units); {sp.units_removed} units removed. "
+           f"Opaque ops: {', '.join(sp.opaque) or 'none'}.",
+           "", "![search space](search_space.svg)", "", groups_table(r.groups), ""]
+    if r.files.training_chart:
+        out += ["## Training", "", f"![training]({r.files.training_chart})", "",
+                "Loss and validation accuracy of the HESSO run (and of the dense baseline, dashed), and the share "
+                "of units and FLOPs removed; shaded: pruning periods.", ""]
+    return "\n".join(out + _files(r))

@@ -1,0 +1,95 @@
+"""The training loop of ``otograph prune``: cross-entropy, cosine learning rate, a :class:`History`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from otograph.cli.specs import LoadedData
+
+__all__ = ["History", "train", "evaluate", "base_optimizer"]
+
+_BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclass
+class History:
+    """What the charts need: per-step loss and pruning progress, per-epoch validation accuracy."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    group_sparsity: list[float] = field(default_factory=list)
+    flops_reduction: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def add_step(self, loss: float, metrics: dict[str, Any] | None) -> None:
+        self.step.append(len(self.step) + 1)
+        self.loss.append(loss)
+        if metrics is not None:
+            self.group_sparsity.append(metrics["group_sparsity"])
+            self.flops_reduction.append(metrics["flops_reduction"])
+
+    def add_eval(self, accuracy: float) -> None:
+        self.eval_step.append(len(self.step))
+        self.val_accuracy.append(accuracy)
+
+
+def base_optimizer(model: nn.Module, name: str, hyper: dict[str, Any]) -> torch.optim.Optimizer:
+    """``torch.optim`` SGD, Adam or AdamW over all of ``model``'s parameters."""
+    return _BASES[name](model.parameters(), **hyper)
+
+
+def evaluate(model: nn.Module, loader) -> float:
+    """Top-1 accuracy in percent."""
+    was = model.training
+    model.eval()
+    right = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            right += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    model.train(was)
+    return 100.0 * right / max(1, total)
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y) -> float:
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs: int, *,
+          desc: str, progress: bool, metrics: Callable[[], dict] | None = None) -> History:
+    """Plain cross-entropy training with a cosine learning rate; records a :class:`History`.
+
+    ``metrics`` (HESSO's) is read after every step for the pruning progress.
+    """
+    from tqdm.auto import tqdm
+
+    total = epochs * len(data.train)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total))
+    hist = History()
+    with tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5,
+              leave=True) as bar:
+        for _ in range(epochs):
+            model.train()
+            for x, y in data.train:
+                loss = _step(model, opt, sched, x, y)
+                m = metrics() if metrics is not None else None
+                hist.add_step(loss, m)
+                post = {"loss": f"{loss:.3f}"}
+                if m is not None:
+                    post.update(stage=m["stage"], pruned=f"{m['group_sparsity']:.0%}")
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+            hist.add_eval(evaluate(model, data.val))
+            bar.set_postfix({**post, "val_acc": f"{hist.val_accuracy[-1]:.1f}%"}, refresh=False)
+    return hist
