@@ -12,9 +12,9 @@ pytest.importorskip("sklearn")
 
 import otograph  # noqa: E402
 from hesso import HESSO  # noqa: E402
-from otograph.data.digits import digits_loaders  # noqa: E402
+from otograph.cli.digits import digits_loaders  # noqa: E402
+from otograph.cli.models import SmallResNet  # noqa: E402
 from otograph.graph.cost import count_flops  # noqa: E402
-from otograph.models.small_cnn import SmallResNet  # noqa: E402
 
 EPOCHS, SEED = 10, 0
 EXAMPLE = torch.zeros(2, 1, 8, 8)

@@ -9,7 +9,7 @@ from torch import nn
 
 import otograph
 from hesso import HESSO
-from otograph.models.small_cnn import SmallResNet
+from otograph.cli.models import SmallResNet
 
 
 def run(model, example, make_batch, steps=12, **kw):
