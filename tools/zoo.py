@@ -160,8 +160,7 @@ def run_hf(name: str) -> Row:
         a = enc([d.__doc__.strip().splitlines()[0] for d in (str, dict, list, int)])
         b = enc([d.__doc__.strip().splitlines()[0] for d in (tuple, set, float, bytes)])
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.test_transformers import ids, small
+        from otograph.testing.transformers import ids, small
 
         model, a, b = small(name).eval(), ids(name, 0), ids(name, 1)
     t0 = time.perf_counter()

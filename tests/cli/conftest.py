@@ -2,18 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(autouse=True, scope="package")
-def _one_torch_thread():
-    """Small models: one thread is fastest and avoids OpenMP oversubscription on shared CI boxes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

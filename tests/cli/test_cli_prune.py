@@ -73,7 +73,7 @@ def test_existing_out_is_refused_unless_force(cli, tmp_path):
     code, _, err = cli("prune", "--out", out, "-q")
     assert code == 2 and "already exists" in err and "--force" in err
     assert (out / "keep.txt").read_text() == "mine"
-    code, _, _ = cli("prune", "cli.cli_models:tiny_cnn", "--data", "cli.cli_models:random_data", "--epochs", "2",
+    code, _, _ = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data", "--epochs", "2",
                      "--no-baseline", "--out", out, "--force", "-q")
     assert code == 0
     assert not (out / "keep.txt").exists() and (out / "model.pt2").exists()
@@ -82,12 +82,12 @@ def test_existing_out_is_refused_unless_force(cli, tmp_path):
 
 def test_ctrl_c_during_training_leaves_nothing(cli, tmp_path):
     out = tmp_path / "run"
-    code, _, err = cli("prune", "--data", "cli.cli_models:interrupting_data", "--out", out, "-q")
+    code, _, err = cli("prune", "--data", "otograph.testing.factories:interrupting_data", "--out", out, "-q")
     assert code == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []
     out.mkdir()  # with --force the old folder survives an interrupted run untouched
     (out / "old.txt").write_text("old")
-    code, _, _ = cli("prune", "--data", "cli.cli_models:interrupting_data", "--out", out, "--force", "-q")
+    code, _, _ = cli("prune", "--data", "otograph.testing.factories:interrupting_data", "--out", out, "--force", "-q")
     assert code == 130 and [p.name for p in tmp_path.iterdir()] == ["run"]
     assert [p.name for p in out.iterdir()] == ["old.txt"]
 
@@ -98,14 +98,14 @@ def test_ctrl_c_while_writing_files_leaves_nothing(cli, tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch.export, "save", half_written)
-    code, _, _ = cli("prune", "cli.cli_models:tiny_cnn", "--data", "cli.cli_models:random_data", "--epochs", "1",
+    code, _, _ = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data", "--epochs", "1",
                      "--no-baseline", "--out", tmp_path / "run", "-q")
     assert code == 130 and list(tmp_path.iterdir()) == []
 
 
 def test_sigint_to_a_running_prune_leaves_nothing(tmp_path, subprocess_env):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "otograph.cli", "prune", "--data", "cli.cli_models:slow_data",
+    proc = subprocess.Popen([sys.executable, "-m", "otograph.cli", "prune", "--data", "otograph.testing.factories:slow_data",
                              "--out", str(out), "--epochs", "3", "-q"], env=subprocess_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a shell's background job ignores SIGINT and children inherit that
@@ -137,7 +137,7 @@ def test_budget_options(cli, tmp_path):
 
 def test_adam_cric_and_param_budget(cli, tmp_path):
     out = tmp_path / "run"
-    code, out_text, _ = cli("prune", "cli.cli_models:tiny_cnn", "--data", "cli.cli_models:random_data", "--epochs", "5",
+    code, out_text, _ = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data", "--epochs", "5",
                             "--optimizer", "adam", "--cric", "--target-params", "0.3", "--periods", "2", "--batch-size", "8",
                             "--no-baseline", "--out", out, "-q")
     assert code == 0, out_text
@@ -165,7 +165,7 @@ def test_the_budget_reaches_hesso_as_the_one_target(cli, tmp_path, monkeypatch):
 
     monkeypatch.setattr(job, "prune", spy_prune)
     monkeypatch.setattr(job, "HESSO", spy_hesso)
-    code, _, _ = cli("prune", "cli.cli_models:tiny_cnn", "--data", "cli.cli_models:random_data", "--epochs", "2",
+    code, _, _ = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data", "--epochs", "2",
                      "--sparsity", "0.3", "--no-baseline", "--out", tmp_path / "run", "-q")
     assert code == 0
     assert seen["hesso"] is seen["options"]

@@ -63,7 +63,7 @@ def test_unknown_spec_lists_the_forms():
     with pytest.raises(SpecError, match="cannot import 'no_such_module'"):
         load_model("no_such_module:factory")
     with pytest.raises(SpecError, match="has no attribute 'nope'"):
-        load_model("cli.cli_models:nope")
+        load_model("otograph.testing.factories:nope")
 
 
 def test_timm_without_timm_is_a_clear_error(monkeypatch):
@@ -80,11 +80,11 @@ def test_timm_spec():
 
 
 def test_factory_specs():
-    m = load_model("cli.cli_models:tiny_cnn?num_classes=4")
+    m = load_model("otograph.testing.factories:tiny_cnn?num_classes=4")
     assert m.kind == "factory" and m.model(m.example_inputs).shape == (2, 4)
     with pytest.raises(SpecError, match="--input-shape"):
-        load_model("cli.cli_models:tiny_cnn_module")
-    m = load_model("cli.cli_models:tiny_cnn_module?width=5", (1, 3, 9, 9))
+        load_model("otograph.testing.factories:tiny_cnn_module")
+    m = load_model("otograph.testing.factories:tiny_cnn_module?width=5", (1, 3, 9, 9))
     assert m.model[0].out_channels == 5
 
 
@@ -110,7 +110,7 @@ def test_digits_and_factory_data():
     d = load_data("digits", batch_size=32)
     x, y = next(iter(d.train))
     assert x.shape == (32, 1, 8, 8) and d.num_classes == 10 and len(d.val.dataset) == 360
-    d = load_data("cli.cli_models:random_data", batch_size=8)
+    d = load_data("otograph.testing.factories:random_data", batch_size=8)
     assert next(iter(d.train))[0].shape == (8, 1, 8, 8)
 
 
@@ -139,4 +139,4 @@ def test_bad_data_specs(tmp_path):
     with pytest.raises(DataError, match="unknown data spec"):
         load_data("mnist")
     with pytest.raises(DataError, match="cannot load data factory"):
-        load_data("cli.cli_models:nothing_here")
+        load_data("otograph.testing.factories:nothing_here")

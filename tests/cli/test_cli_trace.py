@@ -33,26 +33,26 @@ def test_trace_json_is_complete(cli):
 
 
 def test_unsupported_op_is_named_and_its_groups_unprunable(cli):
-    code, out, _ = cli("trace", "cli.cli_models:with_cumsum")
+    code, out, _ = cli("trace", "otograph.testing.factories:with_cumsum")
     assert code == 0
     assert "opaque ops: torch.cumsum (cumsum)" in out
     row = next(line for line in out.splitlines() if line.startswith("a "))
     assert "no: touches the unsupported op torch.cumsum" in row
     assert next(line for line in out.splitlines() if line.startswith("b ")).split()[2] == "yes"
-    d = json.loads(cli("trace", "cli.cli_models:with_cumsum", "--json")[1])
+    d = json.loads(cli("trace", "otograph.testing.factories:with_cumsum", "--json")[1])
     assert d["opaque"] == ["torch.cumsum (cumsum)"]
 
 
 def test_untraceable_model_names_the_module_and_suggests_a_leaf(cli):
-    code, _, err = cli("trace", "cli.cli_models:untraceable")
+    code, _, err = cli("trace", "otograph.testing.factories:untraceable")
     assert code == 2
     assert "inside module 'block'" in err and "control flow" in err
     assert "--leaf block" in err
-    code, out, _ = cli("trace", "cli.cli_models:untraceable", "--leaf", "block")
+    code, out, _ = cli("trace", "otograph.testing.factories:untraceable", "--leaf", "block")
     assert code == 0 and "head" in out
-    code, out, _ = cli("trace", "cli.cli_models:untraceable", "--leaf", "_Branchy")  # a class name works too
+    code, out, _ = cli("trace", "otograph.testing.factories:untraceable", "--leaf", "_Branchy")  # a class name works too
     assert code == 0
-    code, _, err = cli("trace", "cli.cli_models:untraceable", "--leaf", "nothing")
+    code, _, err = cli("trace", "otograph.testing.factories:untraceable", "--leaf", "nothing")
     assert code == 2 and "--leaf 'nothing' is neither" in err
 
 
@@ -71,10 +71,10 @@ def test_trace_a_saved_pt2_uses_the_export_frontend(cli, pruned_run):
 
 
 def test_the_leaf_hint_names_the_nested_module_that_failed(cli):
-    code, _, err = cli("trace", "cli.cli_models:nested_untraceable")
+    code, _, err = cli("trace", "otograph.testing.factories:nested_untraceable")
     assert code == 2
     assert "On the command line: add --leaf body.1 (or its class name)" in err and "--frontend export" in err
-    code, out, _ = cli("trace", "cli.cli_models:nested_untraceable", "--leaf", "body.1")
+    code, out, _ = cli("trace", "otograph.testing.factories:nested_untraceable", "--leaf", "body.1")
     assert code == 0 and "head" in out
 
 

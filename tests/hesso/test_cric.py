@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _hesso_spaces import channel_group
 from torch import nn
 
 from hesso import CRIC, HESSO, HESSOCRIC
 from hesso.cric import CricRun
 from otograph.analysis.space import SearchSpace
+from otograph.testing.spaces import channel_group
 
 
 class Trap(nn.Module):

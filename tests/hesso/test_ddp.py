@@ -7,12 +7,12 @@ import os
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _hesso_spaces import MLP
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import otograph
 from hesso import HESSO
+from otograph.testing.spaces import MLP
 
 STEPS, GLOBAL_BATCH = 16, 16
 

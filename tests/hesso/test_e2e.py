@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _hesso_spaces import CNN, MLP, cnn_space
 from torch import nn
 
 import otograph
 from hesso import HESSO
 from otograph.cli.models import SmallResNet
+from otograph.testing.spaces import CNN, MLP, cnn_space
 
 
 def run(model, example, make_batch, steps=12, **kw):

@@ -8,12 +8,12 @@ import re
 
 import pytest
 import torch
-from _hesso_spaces import CNN, cnn_space
 from torch import nn
 
 import otograph
 from hesso import CRIC, HESSO
 from hesso.units import UnitLayout, exclusions
+from otograph.testing.spaces import CNN, cnn_space
 
 STEPS = 24
 SCHEDULE = dict(target_group_sparsity=0.5, start_pruning_step=2, pruning_steps=16, pruning_periods=2)

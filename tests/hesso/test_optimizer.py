@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
-from _hesso_spaces import CNN, MLP, channel_group, cnn_space, mlp_space
 from torch import nn
 
 from hesso import HESSO
 from hesso.schedule import decay_factor
 from otograph.analysis.space import SearchSpace
+from otograph.testing.spaces import CNN, MLP, channel_group, cnn_space, mlp_space
 
 BASES = {
     "sgd": (torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),

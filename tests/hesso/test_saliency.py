@@ -2,12 +2,12 @@ import doctest
 
 import pytest
 import torch
-from _hesso_spaces import CNN, cnn_space, member
 
 import hesso.saliency
 from hesso.saliency import combine, criteria, segment_sums
 from hesso.units import UnitLayout, UnitScaler
 from otograph.analysis.space import Group, SearchSpace
+from otograph.testing.spaces import CNN, cnn_space, member
 
 
 def test_doctests():

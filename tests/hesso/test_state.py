@@ -6,10 +6,10 @@ import io
 
 import pytest
 import torch
-from _hesso_spaces import CNN, cnn_space
 from torch import nn
 
 from hesso import CRIC, HESSO
+from otograph.testing.spaces import CNN, cnn_space
 
 STEPS = 40
 

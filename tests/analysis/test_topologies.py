@@ -6,7 +6,7 @@ import torch
 import otograph
 from otograph.graph.effects import mutated_operand
 from otograph.testing import check_exact
-from tests.tricky_models import TRAPS, TRICKY
+from otograph.testing.topologies import TRAPS, TRICKY
 
 
 @pytest.mark.parametrize("name", sorted(TRICKY))
@@ -35,7 +35,7 @@ def test_traps_stay_unprunable(name):
 
 
 def test_attention_units_are_heads():
-    from tests.tricky_models import HandAttention
+    from otograph.testing.topologies import HandAttention
 
     space = otograph.search_space(HandAttention().eval(), torch.randn(2, 5, 24))
     qkv = space.group("qkv")
@@ -47,7 +47,7 @@ def test_attention_units_are_heads():
 
 
 def test_glu_gate_and_up_are_one_unit():
-    from tests.tricky_models import GLUGate
+    from otograph.testing.topologies import GLUGate
 
     space = otograph.search_space(GLUGate().eval(), torch.randn(2, 3, 6))
     g = space.group("gate_up")
@@ -59,7 +59,7 @@ def test_glu_gate_and_up_are_one_unit():
 
 
 def test_grouped_conv_units_are_whole_groups():
-    from tests.tricky_models import GroupedConv
+    from otograph.testing.topologies import GroupedConv
 
     space = otograph.search_space(GroupedConv().eval(), torch.randn(1, 3, 8, 8))
     g = space.group("c1.0")  # conv1's channels are tied to the 4 conv groups of g
@@ -71,7 +71,7 @@ def test_grouped_conv_units_are_whole_groups():
 def test_cosine_attention_heads_are_units():
     """Swin V2's cosine attention: heads prunable, with the logit scale and the position-bias MLP's
     rows as members; the cloned qkv bias is sliced and its zeroed k block keeps its place."""
-    from tests.tricky_models import CosineAttention
+    from otograph.testing.topologies import CosineAttention
 
     for frontend in ("fx", "export"):
         space = otograph.search_space(CosineAttention().eval(), torch.randn(2, 5, 24), frontend=frontend)
@@ -85,7 +85,7 @@ def test_cosine_attention_heads_are_units():
 def test_in_place_ops_are_kept_in_the_compact_model(frontend):
     """Unassigned in-place ops must survive dead-code elimination: with nothing removed the
     compact model equals the model, and the in-place calls are still in its graph."""
-    from tests.tricky_models import InPlace
+    from otograph.testing.topologies import InPlace
 
     model = InPlace().eval()
     x = torch.randn(2, 3, 8, 8)

@@ -8,37 +8,9 @@ import torch
 
 import otograph
 from otograph.testing import check_exact
+from otograph.testing.transformers import ids, small
 
 T = pytest.importorskip("transformers")
-
-V = 61  # vocabulary of the small random configs
-
-
-def small(name):
-    torch.manual_seed(0)
-    common = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4)
-    if name == "gpt2":
-        return T.GPT2Model(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=16,
-                                        bos_token_id=0, eos_token_id=0))
-    if name == "llama":
-        return T.LlamaModel(T.LlamaConfig(num_key_value_heads=4, **common))
-    if name == "qwen2":
-        return T.Qwen2Model(T.Qwen2Config(num_key_value_heads=2, **common))
-    if name == "mistral":
-        return T.MistralModel(T.MistralConfig(num_key_value_heads=2, **common))
-    if name == "bert":
-        return T.BertModel(T.BertConfig(**common))
-    raise KeyError(name)
-
-
-def ids(name, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = {"input_ids": torch.randint(0, V, (2, 7), generator=g)}
-    if name != "bert":
-        x["use_cache"] = False
-    return x
-
-
 @pytest.mark.parametrize("name", ["gpt2", "llama", "qwen2", "mistral", "bert"])
 def test_small_configs_are_exact(name):
     model = small(name).eval()

@@ -1,4 +1,4 @@
-"""Models and data factories that the CLI tests name as ``cli.cli_models:NAME`` specs."""
+"""Models and data factories that the CLI tests name as ``otograph.testing.factories:NAME`` specs."""
 
 from __future__ import annotations
 
