@@ -19,15 +19,19 @@ __all__ = ["search_space", "analyse", "SearchSpace", "Group", "Member", "Registr
            "register_op"]
 
 
-def analyse(traced: Traced, registry: Registry | None = None) -> SearchSpace:
+def analyse(traced: Traced, registry: Registry | None = None, *, strict: bool = False) -> SearchSpace:
     """Search space of an already traced model (its dependency graph is built here)."""
-    return build_space(Analysis(traced, registry, to_networkx(traced)).run())
+    return build_space(Analysis(traced, registry, to_networkx(traced), strict).run())
 
 
 def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
                  autowrap: Iterable[Callable] = (), registry: Registry | None = None,
-                 frontend: str = DEFAULT_FRONTEND) -> SearchSpace:
+                 frontend: str = DEFAULT_FRONTEND, strict: bool = False) -> SearchSpace:
     """Trace ``model`` and infer its zero-invariant groups.
+
+    ``registry``: the op rules (default: the built-in ones; see :class:`Registry`). ``strict``:
+    a rule that fails raises :class:`~otograph.errors.AnalysisError` naming the node, instead of
+    the op being treated as opaque with a logged warning.
 
     Example:
         >>> import torch, otograph
@@ -38,4 +42,4 @@ def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: I
         [('0', 8, True), ('3', 4, False)]
     """
     traced = trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend=frontend)
-    return analyse(traced, registry)
+    return analyse(traced, registry, strict=strict)

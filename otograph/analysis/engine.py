@@ -19,6 +19,7 @@ from otograph.analysis.call import Call
 from otograph.analysis.elements import ElementTable
 from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.slots import Slot, flatten_slots
+from otograph.errors import AnalysisError
 from otograph.graph import to_networkx
 from otograph.graph.effects import mutated_operand
 from otograph.tracing import Traced
@@ -39,8 +40,10 @@ def _flatten(x: Any) -> list:
 class Analysis:
     """State of one analysis pass over a traced graph and its dependency graph."""
 
-    def __init__(self, traced: Traced, registry: Registry | None = None, graph: nx.DiGraph | None = None):
+    def __init__(self, traced: Traced, registry: Registry | None = None, graph: nx.DiGraph | None = None,
+                 strict: bool = False):
         self.traced = traced
+        self.strict = strict
         self.gm = traced.gm
         self.graph = graph if graph is not None else to_networkx(traced)
         self.registry = registry or BUILTIN
@@ -117,6 +120,10 @@ class Analysis:
             try:
                 self._visit(node)
             except Exception as e:  # a rule failing must not produce a wrong model: pin instead
+                if self.strict:
+                    raise AnalysisError(f"the rule for {node.target} failed: {type(e).__name__}: {e}", node=node,
+                                        op=self.graph.nodes[node.name].get("kind"),
+                                        hint="fix the rule, or register the op as opaque") from e
                 log.warning("rule for %s failed (%s); treating it as opaque", node.format_node(), e)
                 self.opaque(node, f"{node.target} (rule error: {type(e).__name__}: {e})")
         return self

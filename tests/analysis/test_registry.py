@@ -79,3 +79,18 @@ def test_every_rule_is_exercised_by_a_tiny_model():
     seen |= _kinds(otograph.search_space(vit, torch.randn(1, 3, 32, 32)))
     missing = set(BUILTIN.rules) - seen - {"identity"}
     assert not missing, f"rules without a tiny model exercising them: {sorted(missing)}"
+
+
+def test_a_failing_rule_is_opaque_or_in_strict_mode_an_error_naming_the_node():
+    def broken(call):
+        raise RuntimeError("boom")
+
+    reg = Registry()
+    reg.add(Rule("broken", "passthrough", broken, (Swish2,)))
+    net = nn.Sequential(nn.Linear(4, 8), Swish2(), nn.Linear(8, 2)).eval()
+    x = torch.randn(2, 4)
+    space = otograph.search_space(net, x, leaf_modules=[Swish2], registry=reg)
+    assert not space.group("0").prunable and "rule error" in space.group("0").reason
+    with pytest.raises(otograph.AnalysisError, match="boom") as info:
+        otograph.search_space(net, x, leaf_modules=[Swish2], registry=reg, strict=True)
+    assert info.value.node.name == "_1" and info.value.op == "broken" and "at node" in str(info.value)
