@@ -17,7 +17,7 @@ import torch
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from otograph.tracing.values import eval_mode, fake_mode, normalize_inputs
+from otograph.tracing.values import eval_mode, fake_mode, fake_state, normalize_inputs
 
 __all__ = ["count_params", "count_flops", "flop_counter"]
 
@@ -40,12 +40,12 @@ def flop_counter(model: torch.nn.Module, inputs: tuple[tuple, dict]) -> FlopCoun
     """
     args, kwargs = inputs
     counter = FlopCounterMode(display=False)
-    try:  # on fake tensors: FLOPs need shapes, not values
-        with eval_mode(model), fake_mode() as mode, counter, torch.enable_grad():
+    try:  # on fake tensors (the model's too): FLOPs need shapes, not values
+        with eval_mode(model), fake_mode() as mode, fake_state(model, mode), counter, torch.enable_grad():
             fake = tree_map(lambda t: mode.from_tensor(t) if isinstance(t, torch.Tensor) else t, (args, kwargs))
             model(*fake[0], **fake[1])
     except Exception:  # noqa: BLE001 - ops that refuse fake tensors: count on the real ones
         counter = FlopCounterMode(display=False)
-        with eval_mode(model), counter, torch.enable_grad():
+        with eval_mode(model), fake_state(model), counter, torch.enable_grad():
             model(*args, **kwargs)
     return counter

@@ -17,7 +17,8 @@ import torch.fx as fx
 from otograph.errors import TraceError, UnsupportedInput
 from otograph.tracing.export import export_graph
 from otograph.tracing.fx import fx_graph
-from otograph.tracing.values import META, eval_mode, flat_inputs, info_of, normalize_inputs, run_fake
+from otograph.tracing.preserve import unchanged
+from otograph.tracing.values import META, eval_mode, flat_inputs, info_of, normalize_inputs, run_fake, unwrap
 
 __all__ = ["Traced", "trace", "record_shapes", "FRONTENDS", "DEFAULT_FRONTEND"]
 
@@ -43,6 +44,8 @@ class Traced:
     kwargs: dict
     frontend: str = DEFAULT_FRONTEND
     model: torch.nn.Module | None = field(default=None, repr=False)
+    #: every parameter and buffer of the model when it was traced: name → shape
+    tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         n = len(self.gm.graph.nodes)
@@ -66,6 +69,7 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
     """
     if frontend not in FRONTENDS:
         raise UnsupportedInput(f"unknown frontend {frontend!r}; available: {', '.join(map(repr, FRONTENDS))}")
+    model = unwrap(model)
     args, kwargs = normalize_inputs(example_inputs)
     if frontend == "auto":
         try:
@@ -73,13 +77,19 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
         except TraceError as e:
             log.info("fx tracing failed (%s); trying torch.export", str(e).splitlines()[0])
             return trace(model, example_inputs, frontend="export")
-    with eval_mode(model):
+    with unchanged(model) as changes, eval_mode(model):
         if frontend == "export":
             gm = export_graph(model, args, kwargs)
         else:
             gm = fx_graph(model, args, kwargs, leaf_modules=leaf_modules, autowrap=autowrap)
-        traced = Traced(gm, args, kwargs, frontend, model)
+        shapes = {n: tuple(t.shape) for n, t in list(model.named_parameters(remove_duplicate=False))
+                  + list(model.named_buffers(remove_duplicate=False))}
+        traced = Traced(gm, args, kwargs, frontend, model, shapes)
         record_shapes(traced)
+    if changes.buffers and frontend == "fx":
+        log.warning("forward updates the buffers %s in place; torch.fx does not record such updates, so the "
+                    "compact model will not make them (the buffers were restored). Use frontend='export' to "
+                    "keep them.", ", ".join(changes.buffers))
     return traced
 
 
