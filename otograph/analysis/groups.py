@@ -13,7 +13,7 @@ from otograph.analysis.engine import Analysis
 from otograph.analysis.slots import flatten_slots, varying_axes
 from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
-from otograph.graph.cost import flop_counter
+from otograph.tracing.values import FLOPS
 
 __all__ = ["AnalysisResult", "build_space"]
 
@@ -86,7 +86,8 @@ def _module_of(param: str) -> str:
 
 
 def _total_flops(traced) -> int:
-    return int(flop_counter(traced.gm, (traced.args, traced.kwargs)).get_total_flops())
+    """FLOPs of the model: the sum of what the shape pass counted for each node."""
+    return int(sum(n.meta.get(FLOPS, 0) for n in traced.gm.graph.nodes))
 
 
 def build_space(an: Analysis) -> SearchSpace:
@@ -121,12 +122,20 @@ def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> dict[int, li
     s = an.seen()
     if s.size:
         seen[np.unique(labels[s])] = True
-    comp_entries: dict[int, list[int]] = defaultdict(list)
-    for ei, e in enumerate(entries):
-        for c in np.unique(labels[e.ids]):
-            if seen[c]:
-                comp_entries[int(c)].append(ei)
-    return comp_entries
+    if not entries:
+        return {}
+    # the table's elements are 0 … n-1, entry by entry: pair each element's component with its entry
+    sizes = np.array([e.size for e in entries], np.int64)
+    starts = np.array([e.start for e in entries], np.int64)
+    entry_of = np.repeat(np.arange(len(entries)), sizes)
+    comp = labels[np.concatenate([np.arange(a, a + n) for a, n in zip(starts, sizes, strict=True)])]
+    pairs = np.unique(comp * len(entries) + entry_of)
+    comps, ents = pairs // len(entries), pairs % len(entries)
+    keep = seen[comps]
+    comps, ents = comps[keep], ents[keep]
+    bounds = np.flatnonzero(np.diff(comps)) + 1
+    return {int(c[0]): e.tolist() for c, e in zip(np.split(comps, bounds), np.split(ents, bounds), strict=True)
+            if c.size}
 
 
 def _pinned(an: Analysis, labels: np.ndarray, comp_entries: dict[int, list[int]]) -> dict[int, str]:
@@ -195,16 +204,15 @@ def _prunable_params(groups: list[Group], params: dict) -> int:
 
 def _annotate(an: Analysis, res: AnalysisResult, groups: list[Group]) -> None:
     """Each node of the dependency graph gets ``groups``: the ids of the groups its value carries."""
-    comp_group = {c: gid for (gid, _u), c in res.unit_comp.items()}
-    order = {g.id: i for i, g in enumerate(groups)}
+    group_of = np.full(res.labels.shape[0], -1, np.int64)  # component → index of its group
+    index = {g.id: i for i, g in enumerate(groups)}
+    for (gid, _u), c in res.unit_comp.items():
+        group_of[c] = index[gid]
     for node, v in an.slots.items():
-        found: set[str] = set()
-        for s in flatten_slots(v):
-            arrays = [s.ids] if s.ids is not None else [p for p in (s.pax or ()) if p is not None]
-            for ids in arrays:
-                flat = np.unique(ids[ids >= 0])
-                found.update(comp_group[c] for c in np.unique(res.labels[flat]).tolist() if c in comp_group)
-        an.graph.nodes[node.name]["groups"] = tuple(sorted(found, key=order.__getitem__))
+        arrays = [a for s in flatten_slots(v) for a in ([s.ids] if s.ids is not None else list(s.pax or ()))
+                  if a is not None]
+        found = np.unique(np.concatenate([group_of[res.labels[a[a >= 0]]] for a in arrays])) if arrays else []
+        an.graph.nodes[node.name]["groups"] = tuple(groups[i].id for i in found if i >= 0)
 
 
 def _group_id(members: list[Member], used: dict[str, int]) -> str:

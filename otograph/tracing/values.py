@@ -27,13 +27,15 @@ from torch.utils._pytree import tree_map
 
 from otograph.errors import UnsupportedInput
 
-__all__ = ["META", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
-           "run_fake", "fake_state", "batch_like", "unwrap"]
+__all__ = ["META", "FLOPS", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
+           "run_fake", "fake_state", "meta_state", "to_meta", "batch_like", "unwrap"]
 
 log = logging.getLogger(__name__)
 
 #: ``node.meta`` key holding the example value's structure: ``torch.Size``/dtype per tensor.
 META = "otograph_val"
+#: ``node.meta`` key holding the FLOPs ``torch.utils.flop_counter`` counts for the node.
+FLOPS = "otograph_flops"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,25 @@ def fake_state(module: torch.nn.Module, mode=None):
             state[name] = mode.from_tensor(t)
         elif not isinstance(t, torch.nn.Parameter):
             state[name] = t.clone()
+    with _reparametrize_module(module, state, tie_weights=True, strict=False):
+        yield
+
+
+def to_meta(x: Any) -> Any:
+    """A tensor's meta copy (shape, dtype and autograd flag, no data); anything else unchanged."""
+    if isinstance(x, torch.Tensor):
+        m = x.detach().to("meta")
+        return m.requires_grad_(x.requires_grad) if m.is_floating_point() else m
+    return x
+
+
+@contextlib.contextmanager
+def meta_state(module: torch.nn.Module):
+    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data)."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {name: to_meta(t) for name, t in list(module.named_parameters(remove_duplicate=False))
+             + list(module.named_buffers(remove_duplicate=False))}
     with _reparametrize_module(module, state, tie_weights=True, strict=False):
         yield
 
