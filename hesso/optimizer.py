@@ -4,9 +4,9 @@ The base step (SGD, Adam or AdamW) is *the* ``torch.optim`` optimizer, held insi
 ``param_groups`` and ``state`` with this object, so with pruning off HESSO is bit-identical to
 it and learning-rate schedulers, per-group weight decay and closures work unchanged. Around it:
 
-* at the first step of each pruning period, the saliency of every prunable unit is computed
-  (:mod:`hesso.saliency`) and the lowest units up to the period's budget are marked redundant
-  (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
+* at the first step of each pruning period, the saliency of every prunable unit is measured around
+  the base step (:mod:`hesso.saliency`) and the lowest units up to the period's budget are marked
+  redundant (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
 * after each base step of the period, every producer slice of a redundant unit is multiplied by
   ``(D-t-1)/(D-t)`` (one gather and one ``_foreach_mul_``), reaching exactly zero at ``t = D-1``;
 * pruned units are held at exactly zero: their gradients are masked before the base step and
@@ -14,6 +14,11 @@ it and learning-rate schedulers, per-group weight decay and closures work unchan
   at zero (this masks ``p.grad`` in place for those slices). Members the search space marks
   ``grad_free`` (their gradient is exactly zero once the whole unit is zero, as for conv rows
   feeding a zeroed norm) are not masked: that pass is the only per-step cost of holding.
+
+Sharded parameters (FSDP2's ``DTensor``) are read and written through their local shards; the
+per-unit sums of a step that measures saliency are added over the ranks with one ``all_reduce``
+of a ``(3, U+1)`` float64 buffer (:mod:`hesso.distributed`), so every rank chooses the same units.
+No other step communicates.
 
 HESSO writes only the optimizer's own parameters (see :class:`HESSO`): a prunable group with a
 producer it was not given (frozen, left out of ``params=``, or a buffer) is excluded from pruning,
@@ -32,6 +37,7 @@ from torch import nn
 from hesso import saliency
 from hesso.budget import Budget, select
 from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
+from hesso.distributed import Reducer
 from hesso.schedule import Schedule, decay_factor
 from hesso.space import SpaceLike
 from hesso.target import Target
@@ -158,6 +164,8 @@ class HESSO(torch.optim.Optimizer):
         self._cric_steps = (self.cric.steps_per_cycle(self.schedule.duration)
                             if self.cric is not None and self.schedule is not None else 0)
 
+        self._probe = saliency.Probe(self.layout.slots, U)
+        self._reducer = Reducer.for_tensors(s.tensor for s in self.layout.slots)
         self._k = 0
         self._status = torch.zeros(U, dtype=torch.long)
         self._scores = torch.zeros(U, dtype=torch.float64)
@@ -206,29 +214,55 @@ class HESSO(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         phase = self.schedule.phase(self._k) if self.schedule is not None else None
-        if self._hold is not None:
-            self._hold.mul_(_grad)
-        if phase is not None:
-            period, t = phase
-            if t == 0:
-                self._begin_period(period)
-            elif self._run is not None:
-                self._run.record(self.compute_scores())
+        self.mask_pruned_grads()
+        measure = phase is not None and (phase[1] == 0 or self._run is not None)
+        acc = self._probe.before() if measure else None
+        snapshot = take_snapshot(self._params(), self.state) if (
+            phase is not None and phase[1] == 0 and self.cric is not None) else None
         self._base.step()
         if phase is not None:
-            self._after_base_step(*phase)
+            period, t = phase
+            scores = self._scores_from(acc) if measure else None
+            if t == 0:
+                self._begin_period(period, scores, snapshot)
+            elif self._run is not None:
+                self._run.record(scores)
+            self._after_base_step(period, t)
         self._k += 1
         return loss
 
-    def _begin_period(self, period: int) -> None:
-        scores = self.compute_scores()
+    @torch.no_grad()
+    def mask_pruned_grads(self) -> None:
+        """Zero the gradients of pruned units now (``step`` does it anyway; idempotent).
+
+        Call it before ``clip_grad_norm_`` to keep the pruned units' gradients, which the step
+        discards, out of the clipping norm.
+        """
+        if self._hold is not None:
+            self._hold.mul_(_grad)
+
+    @property
+    def collectives(self) -> int:
+        """Collectives issued so far (one ``all_reduce`` per saliency step when parameters are sharded)."""
+        return 0 if self._reducer is None else self._reducer.calls
+
+    def _scores_from(self, acc: torch.Tensor) -> torch.Tensor:
+        """Finish the probe of this step, sum it over the ranks, and combine the criteria (float64, ``U``)."""
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        acc = self._probe.after(acc, self.variant, group_of, self.state)
+        if self._reducer is not None:
+            acc = self._reducer.all_reduce(acc)
+        xx, dd, xd = acc.cpu()[:, :self.layout.num_units]
+        return saliency.combine(saliency.criteria(xx, dd, xd, self.layout.unit_size), self.weights)
+
+    def _begin_period(self, period: int, scores: torch.Tensor, snapshot: list[dict[str, Any]] | None) -> None:
         self._scores = scores
         chosen = self._choose(scores, period)
         self._decay_from = 0
         if self.cric is not None and chosen.numel():
             candidates = torch.zeros(self.layout.num_units, dtype=torch.bool)
             candidates[chosen] = True
-            self._run = CricRun(candidates, take_snapshot(self._params(), self.state))
+            self._run = CricRun(candidates, snapshot)
             self._run.record(scores)
             log.debug("period %d: CRIC starts with %d candidates", period, chosen.numel())
         else:
@@ -286,20 +320,6 @@ class HESSO(torch.optim.Optimizer):
             scaler.mul_(of)
         self._status[redundant] = PRUNED
         self._rebuild()
-
-    # ------------------------------------------------------------------ saliency
-
-    @torch.no_grad()
-    def compute_scores(self) -> torch.Tensor:
-        """Saliency of every unit (float64, ``U``) from the current parameters and gradients."""
-        dirs: dict[int, torch.Tensor] = {}
-        for group in self.param_groups:
-            for p in group["params"]:
-                d = saliency.direction(self.variant, group, p, self.state.get(p, {}))
-                if d is not None:
-                    dirs[id(p)] = d
-        xx, dd, xd = saliency.segment_sums(self.layout.slots, dirs, self.layout.num_units)
-        return saliency.combine(saliency.criteria(xx, dd, xd, self.layout.unit_size), self.weights)
 
     # ------------------------------------------------------------------ state
 
