@@ -326,12 +326,7 @@ class HESSO(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """The base optimizer's state dict plus a ``"hesso"`` entry with all of HESSO's state."""
         sd = self._base.state_dict()
-        sd["hesso"] = {
-            "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
-            "decay_from": self._decay_from, "num_units": self.layout.num_units,
-            "excluded": sorted(self.layout.excluded),
-            "cric": None if self._run is None else self._run.state(),
-        }
+        sd["hesso"] = self.pruning_state()
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -340,8 +335,27 @@ class HESSO(torch.optim.Optimizer):
         self._base.load_state_dict(state_dict)
         self._link()
         if h is None:
-            log.warning("loading a state dict without HESSO state: the pruning schedule restarts")
+            log.warning("loading a state dict without HESSO state: the pruning schedule restarts unless "
+                        "load_pruning_state() is called")
             return
+        self.load_pruning_state(h)
+
+    def pruning_state(self) -> dict[str, Any]:
+        """HESSO's own state (step, unit status, scores, CRIC run): the ``"hesso"`` entry of :meth:`state_dict`.
+
+        O(units) and the same on every rank, except a CRIC run's snapshot (the parameters and
+        optimizer state of this rank). Save it next to a ``torch.distributed.checkpoint`` of the
+        base state (``get_optimizer_state_dict`` keeps only ``state`` and ``param_groups``).
+        """
+        return {
+            "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
+            "decay_from": self._decay_from, "num_units": self.layout.num_units,
+            "excluded": sorted(self.layout.excluded),
+            "cric": None if self._run is None else self._run.state(),
+        }
+
+    def load_pruning_state(self, h: dict[str, Any]) -> None:
+        """Restore :meth:`pruning_state` (after the base state, as :meth:`load_state_dict` does)."""
         excluded = h.get("excluded")
         if excluded is not None and list(excluded) != sorted(self.layout.excluded):
             raise ValueError(f"state dict was saved with excluded groups {list(excluded)}, this optimizer "
