@@ -216,13 +216,12 @@ class HESSO(torch.optim.Optimizer):
         phase = self.schedule.phase(self._k) if self.schedule is not None else None
         self.mask_pruned_grads()
         measure = phase is not None and (phase[1] == 0 or self._run is not None)
-        acc = self._probe.before() if measure else None
         snapshot = take_snapshot(self._params(), self.state) if (
             phase is not None and phase[1] == 0 and self.cric is not None) else None
         self._base.step()
         if phase is not None:
             period, t = phase
-            scores = self._scores_from(acc) if measure else None
+            scores = self._measure_scores() if measure else None
             if t == 0:
                 self._begin_period(period, scores, snapshot)
             elif self._run is not None:
@@ -246,10 +245,10 @@ class HESSO(torch.optim.Optimizer):
         """Collectives issued so far (one ``all_reduce`` per saliency step when parameters are sharded)."""
         return 0 if self._reducer is None else self._reducer.calls
 
-    def _scores_from(self, acc: torch.Tensor) -> torch.Tensor:
-        """Finish the probe of this step, sum it over the ranks, and combine the criteria (float64, ``U``)."""
+    def _measure_scores(self) -> torch.Tensor:
+        """Saliency of the step just taken, summed over the ranks, criteria combined (float64, ``U``)."""
         group_of = {id(p): g for g in self.param_groups for p in g["params"]}
-        acc = self._probe.after(acc, self.variant, group_of, self.state)
+        acc = self._probe.measure(self.variant, group_of, self.state)
         if self._reducer is not None:
             acc = self._reducer.all_reduce(acc)
         xx, dd, xd = acc.cpu()[:, :self.layout.num_units]

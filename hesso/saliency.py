@@ -6,13 +6,13 @@ affine); ``d_g`` is the same slice of the base optimizer's search direction at t
 ``‖d_g‖²`` and ``⟨x_g, d_g⟩``, gathered with ``index_add_`` over the :class:`~hesso.units.Slot`
 index vectors (a loop over tensors, never over groups).
 
-The sums are measured *around* the base step (:class:`Probe`): ``‖x‖²`` before it, and the
-direction afterwards, read from the state the step left (SGD's momentum buffer, Adam's moments),
-so ``d`` is the very direction torch took and is never recomputed from scratch; ``⟨x, d⟩`` of the
-pre-step ``x`` follows from ``x_before·(1 − lr·wd_decoupled) = x_after + lr·d``. Work is done in
-chunks of rows, so the transient memory is bounded by :data:`CHUNK` elements, not by the model;
-sharded parameters are read through their local shards and the ``(3, U+1)`` buffer is summed over
-the ranks by the caller (one collective).
+The sums are measured *after* the base step (:class:`Probe`), from the parameters it left and the
+direction read from the optimizer state it left (SGD's momentum buffer, Adam's moments), so ``d``
+is the very direction torch took and is never recomputed from the gradient; the pre-step ``x``
+follows from ``x_before·(1 − lr·wd_decoupled) = x_after + lr·d``. Work is done in chunks of rows, so
+the transient memory is bounded by :data:`CHUNK` elements, not by the model; sharded parameters
+are read through their local shards and the ``(3, U+1)`` buffer is summed over the ranks by the
+caller (one collective).
 
 Examples
 --------
@@ -135,12 +135,31 @@ def _work(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-class Probe:
-    """Per-unit ``‖x‖²``, ``‖d‖²`` and ``⟨x, d⟩`` of one step, measured around the base step.
+def _sums(axis: int, x: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor:
+    """``(3, n)``: per position along ``axis``, ``‖x‖²``, ``‖d‖²`` and ``⟨x, d⟩`` (zeros without ``d``)."""
+    if axis == 0:
+        rx = x.reshape(x.shape[0], -1)
+        xx = torch.linalg.vector_norm(rx, dim=1).square()
+        if d is None:
+            return torch.stack([xx, torch.zeros_like(xx), torch.zeros_like(xx)])
+        rd = d.reshape(d.shape[0], -1)
+        return torch.stack([xx, torch.linalg.vector_norm(rd, dim=1).square(), torch.linalg.vecdot(rx, rd, dim=1)])
+    dims = tuple(i for i in range(x.dim()) if i != axis)
+    xx = x.square().sum(dims)
+    if d is None:
+        return torch.stack([xx, torch.zeros_like(xx), torch.zeros_like(xx)])
+    return torch.stack([xx, d.square().sum(dims), (x * d).sum(dims)])
 
-    Call :meth:`before` just before the base step and :meth:`after` just after it; the result is
-    a ``(3, U+1)`` float64 buffer of *this rank's* partial sums (column ``U`` collects positions in
-    no unit), on the device of the first slot.
+
+class Probe:
+    """Per-unit ``‖x‖²``, ``‖d‖²`` and ``⟨x, d⟩`` of the pre-step parameters and the step just taken.
+
+    :meth:`measure` runs right after the base step and returns a ``(3, U+1)`` float64 buffer of
+    *this rank's* partial sums (column ``U`` collects positions in no unit), on the device of the
+    first slot. From the parameters ``x`` after the step and the direction ``d`` of
+    :func:`post_step_direction` (``x_before = c·(x + lr·d)``), ``‖x_before‖² = c²(‖x‖² + 2·lr⟨x, d⟩ +
+    lr²‖d‖²)`` and ``⟨x_before, d⟩ = c(⟨x, d⟩ + lr‖d‖²)``. One-dimensional tensors (biases, norm
+    affine) are measured together, in one concatenation.
     """
 
     def __init__(self, slots: Sequence[Slot], num_units: int):
@@ -150,53 +169,44 @@ class Probe:
             if s.counts:
                 self.by_tensor.setdefault(id(s.tensor), []).append(s)
         self.device = local(slots[0].tensor).device if slots else torch.device("cpu")
-
-    def _add(self, acc: torch.Tensor, row: int, s: Slot, block: slice | None,
-             per_pos: torch.Tensor) -> None:
-        index = s.index if block is None or s.axis != 0 else s.index[block]
-        acc[row].index_add_(0, index.to(acc.device), per_pos.to(acc.device, torch.float64))
-
-    @staticmethod
-    def _per_pos(s: Slot, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum over every axis but the slot's of ``a*a`` (``b`` None) or ``a*b``."""
-        if s.axis == 0 and a.dim() >= 1:
-            ra = a.reshape(a.shape[0], -1)
-            if b is None:
-                return torch.linalg.vector_norm(ra, dim=1).square()
-            return torch.linalg.vecdot(ra, b.reshape(b.shape[0], -1), dim=1)
-        dims = tuple(i for i in range(a.dim()) if i != s.axis)
-        if b is None:
-            return torch.linalg.vector_norm(a, dim=dims).square() if dims else a.square()
-        return (a * b).sum(dims) if dims else a * b
+        flat = [ss[0] for ss in self.by_tensor.values() if ss[0].tensor.dim() == 1 and len(ss) == 1]
+        self.flat = [s for s in flat if local(s.tensor).device == self.device]
+        self.flat_index = torch.cat([s.index.to(self.device) for s in self.flat]) if self.flat else None
+        flat_ids = {id(s.tensor) for s in self.flat}
+        self.rest = [ss for key, ss in self.by_tensor.items() if key not in flat_ids]
 
     @torch.no_grad()
-    def before(self) -> torch.Tensor:
-        """A fresh buffer with ``‖x‖²`` of the parameters as they are now (before the step)."""
+    def measure(self, variant: str, group_of: Mapping[int, Mapping],
+                state: Mapping[torch.Tensor, Mapping]) -> torch.Tensor:
+        """This rank's ``(3, U+1)`` sums ``‖x_before‖²``, ``‖d‖²``, ``⟨x_before, d⟩``; no gradient means ``d = 0``."""
         acc = torch.zeros(3, self.num_units + 1, dtype=torch.float64, device=self.device)
-        for slots in self.by_tensor.values():
-            x = local(slots[0].tensor)
-            for block in _chunks(x):
-                xb = _work(x if block is None else x[block])
-                for s in slots:
-                    self._add(acc, 0, s, block, self._per_pos(s, xb))
-        return acc
 
-    @torch.no_grad()
-    def after(self, acc: torch.Tensor, variant: str, group_of: Mapping[int, Mapping],
-              state: Mapping[torch.Tensor, Mapping]) -> torch.Tensor:
-        """Add ``‖d‖²`` and ``⟨x_before, d⟩`` of the step just taken; a tensor without gradient adds 0."""
-        for slots in self.by_tensor.values():
-            p = slots[0].tensor
+        def direction(p: torch.Tensor, block: slice | None) -> tuple[torch.Tensor | None, float, float]:
             if p.grad is None or id(p) not in group_of:
-                continue
+                return None, 1.0, 0.0
+            d, c = post_step_direction(variant, group_of[id(p)], p, p.grad, state.get(p, {}), block)
+            return _work(d), c, float(group_of[id(p)]["lr"])
+
+        def before(sums: torch.Tensor, c: float, lr: float) -> torch.Tensor:
+            xx, dd, xd = sums.double()
+            return torch.stack([(xx + 2 * lr * xd + lr * lr * dd) * (c * c), dd, (xd + lr * dd) * c])
+
+        if self.flat:
+            parts = [(local(s.tensor), *direction(s.tensor, None)) for s in self.flat]
+            x = torch.cat([_work(t) for t, *_ in parts])
+            d = torch.cat([dv if dv is not None else torch.zeros_like(_work(t)) for t, dv, _, _ in parts])
+            c = torch.cat([torch.full((t.numel(),), cv, dtype=torch.float64, device=x.device) for t, _, cv, _ in parts])
+            lr = torch.cat([torch.full((t.numel(),), lv, dtype=torch.float64, device=x.device) for t, _, _, lv in parts])
+            xx, dd, xd = (x * x).double(), (d * d).double(), (x * d).double()
+            acc.index_add_(1, self.flat_index, torch.stack([(xx + 2 * lr * xd + lr * lr * dd) * c * c, dd,
+                                                             (xd + lr * dd) * c]))
+        for slots in self.rest:
+            p = slots[0].tensor
             x = local(p)
             for block in _chunks(x):
-                d, c = post_step_direction(variant, group_of[id(p)], p, p.grad, state.get(p, {}), block)
-                d = _work(d)
-                xa = _work(x if block is None else x[block])
-                lr = float(group_of[id(p)]["lr"])
+                d, c, lr = direction(p, block)
+                xb = _work(x if block is None else x[block])
                 for s in slots:
-                    dd = self._per_pos(s, d)
-                    self._add(acc, 1, s, block, dd)
-                    self._add(acc, 2, s, block, (self._per_pos(s, xa, d) + lr * dd) * c)
+                    index = s.index if block is None or s.axis != 0 else s.index[block]
+                    acc.index_add_(1, index.to(acc.device), before(_sums(s.axis, xb, d), c, lr).to(acc.device))
         return acc

@@ -163,6 +163,11 @@ class UnitLayout:
             here = index[start:start + length].to(local(t).device)
             self.slots.append(Slot(name, t, key[1], here, grad_free[key], counts))
         self.unit_size = size[:U]
+        # every slot's (local) positions end to end, and the slot each belongs to: one gather finds
+        # the slots that some set of units touches
+        self._all_index = torch.cat([s.index.cpu() for s in self.slots]) if self.slots else torch.zeros(0, dtype=torch.long)
+        self._slot_of = torch.repeat_interleave(torch.arange(len(self.slots)),
+                                                torch.tensor([s.index.numel() for s in self.slots], dtype=torch.long))
 
     def group_units(self, gi: int) -> range:
         """Global ids of group ``gi``."""
@@ -179,8 +184,9 @@ class UnitLayout:
     def slots_touching(self, mask: torch.Tensor, skip_grad_free: bool = False) -> list[Slot]:
         """Slots with at least one position in a unit where ``mask`` (``U`` bools) is set."""
         ext = torch.cat([mask.cpu(), torch.zeros(1, dtype=torch.bool)])
-        return [s for s in self.slots
-                if bool(ext[s.index.cpu()].any()) and not (skip_grad_free and s.grad_free)]
+        hit = torch.zeros(len(self.slots), dtype=torch.bool)
+        hit[self._slot_of[ext[self._all_index]]] = True
+        return [s for s, h in zip(self.slots, hit.tolist(), strict=True) if h and not (skip_grad_free and s.grad_free)]
 
     def __repr__(self) -> str:
         excluded = f", {len(self.excluded)} excluded" if self.excluded else ""

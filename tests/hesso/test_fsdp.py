@@ -127,13 +127,13 @@ def reference(kind: str, space) -> tuple[nn.Module, HESSO, int]:
     model = build(kind)
     opt = HESSO(model, space, **SETUP[kind][1])
     measured = 0
-    after = opt._probe.after
+    measure = opt._probe.measure
 
     def counted(*a, **kw):
         nonlocal measured
         measured += 1
-        return after(*a, **kw)
-    opt._probe.after = counted
+        return measure(*a, **kw)
+    opt._probe.measure = counted
     for k in range(SETUP[kind][0]):
         opt.zero_grad(set_to_none=True)
         (sum(half_loss(model, kind, k, h) for h in range(WORLD)) / WORLD).backward()

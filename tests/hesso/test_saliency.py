@@ -66,9 +66,8 @@ def test_probe_sums_and_criteria_match_a_loop_over_units(name):
         x = torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64)
         torch.nn.functional.cross_entropy(model(x), torch.randint(0, 4, (8,), generator=g)).backward()
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        acc = probe.before()
         opt.step()
-        acc = probe.after(acc, variant, {id(p): opt.param_groups[0] for p in model.parameters()}, opt.state)
+        acc = probe.measure(variant, {id(p): opt.param_groups[0] for p in model.parameters()}, opt.state)
     lr, wd = hp["lr"], hp["weight_decay"]
     shrink = 1 - lr * wd if name == "adamw" else 1.0  # decoupled decay: x_after = x_before*shrink - lr*d
     dirs = {n: (before[n] * shrink - p.detach()) / lr for n, p in model.named_parameters()}
@@ -104,9 +103,8 @@ def test_probe_chunks_agree_with_one_pass(monkeypatch):
         opt.state.clear()
         monkeypatch.setattr(hesso.saliency, "CHUNK", chunk)
         probe = Probe(layout.slots, layout.num_units)
-        acc = probe.before()
         opt.step()
-        results.append(probe.after(acc, "adamw", group_of, opt.state))
+        results.append(probe.measure("adamw", group_of, opt.state))
     torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
     assert results[0][:, :14].abs().min() > 0
 
