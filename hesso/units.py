@@ -156,18 +156,19 @@ class UnitLayout:
                 index[pos] = torch.as_tensor(m.units).long().cpu() + base
         size = torch.zeros(U + 1, dtype=torch.float64)
         self.slots: list[Slot] = []
+        local_cpu = []
         for key, (name, t, index) in by_key.items():
             per_pos = t.numel() // max(1, t.shape[key[1]])
             size.index_add_(0, index, torch.full((index.numel(),), float(per_pos), dtype=torch.float64))
             start, length, counts = shard_span(t, key[1])
-            here = index[start:start + length].to(local(t).device)
-            self.slots.append(Slot(name, t, key[1], here, grad_free[key], counts))
+            local_cpu.append(index[start:start + length])
+            self.slots.append(Slot(name, t, key[1], local_cpu[-1].to(local(t).device), grad_free[key], counts))
         self.unit_size = size[:U]
         # every slot's (local) positions end to end, and the slot each belongs to: one gather finds
         # the slots that some set of units touches
-        self._all_index = torch.cat([s.index.cpu() for s in self.slots]) if self.slots else torch.zeros(0, dtype=torch.long)
+        self._all_index = torch.cat(local_cpu) if local_cpu else torch.zeros(0, dtype=torch.long)
         self._slot_of = torch.repeat_interleave(torch.arange(len(self.slots)),
-                                                torch.tensor([s.index.numel() for s in self.slots], dtype=torch.long))
+                                                torch.tensor([i.numel() for i in local_cpu], dtype=torch.long))
 
     def group_units(self, gi: int) -> range:
         """Global ids of group ``gi``."""
