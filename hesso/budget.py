@@ -44,14 +44,22 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
     ids = alive.nonzero().flatten()
     if not ids.numel():
         return empty
-    # alive ids ordered by (group, score, id): stable sorts, least significant key first
-    ids = ids[torch.sort(scores[ids], stable=True).indices]
-    ids = ids[torch.sort(group_of[ids], stable=True).indices]
+    # alive ids by (score, id): a stable sort of ids in ascending order
+    by_score = ids[torch.sort(scores[ids], stable=True).indices]
+    d = torch.as_tensor(divisors, dtype=torch.long)
+    U = scores.numel()
+    if bool((d == 1).all()):  # chunks are single units: keep each group's last unit in (score, id) order
+        rank = torch.empty(U, dtype=torch.long)
+        rank[by_score] = torch.arange(by_score.numel())
+        last = torch.full((G,), -1, dtype=torch.long).scatter_reduce(0, group_of[by_score], rank[by_score], "amax")
+        cand = by_score[rank[by_score] != last[group_of[by_score]]]
+        before = torch.cumsum(cost[cand], 0) - cost[cand]
+        return _sorted_ids(cand[before < target], U)
+    # then by (group, score, id): another stable sort, on the more significant key
+    ids = by_score[torch.sort(group_of[by_score], stable=True).indices]
     grp = group_of[ids]
     n = torch.bincount(grp, minlength=G)  # alive units per group
-    d = torch.as_tensor(list(divisors), dtype=torch.long)
-    start = torch.cumsum(n, 0) - n
-    pos = torch.arange(ids.numel()) - start[grp]  # rank inside its group, lowest score first
+    pos = torch.arange(ids.numel()) - (torch.cumsum(n, 0) - n)[grp]  # rank inside its group, lowest score first
     first = n % d  # the first chunk is the remainder, so what is kept stays a multiple of d
     removable = torch.where(n > d, n - d, 0)  # keep the last chunk of d
     keep = pos < removable[grp]
@@ -74,7 +82,14 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
     before = torch.cumsum(chunk_cost[order], 0) - chunk_cost[order]
     taken = torch.zeros(n_chunks, dtype=torch.bool)
     taken[order[before < target]] = True
-    return torch.sort(ids[taken[chunk]]).values
+    return _sorted_ids(ids[taken[chunk]], U)
+
+
+def _sorted_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
+    """``ids`` (distinct, < ``n``) in ascending order, without a sort."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[ids] = True
+    return mask.nonzero().flatten()
 
 
 class Budget:

@@ -187,19 +187,14 @@ class Probe:
             d, c = post_step_direction(variant, group_of[id(p)], p, p.grad, state.get(p, {}), block)
             return _work(d), c, float(group_of[id(p)]["lr"])
 
-        def before(sums: torch.Tensor, c: float, lr: float) -> torch.Tensor:
-            xx, dd, xd = sums.double()
-            return torch.stack([(xx + 2 * lr * xd + lr * lr * dd) * (c * c), dd, (xd + lr * dd) * c])
-
         if self.flat:
             parts = [(local(s.tensor), *direction(s.tensor, None)) for s in self.flat]
             x = torch.cat([_work(t) for t, *_ in parts])
             d = torch.cat([dv if dv is not None else torch.zeros_like(_work(t)) for t, dv, _, _ in parts])
-            c = torch.cat([torch.full((t.numel(),), cv, dtype=torch.float64, device=x.device) for t, _, cv, _ in parts])
-            lr = torch.cat([torch.full((t.numel(),), lv, dtype=torch.float64, device=x.device) for t, _, _, lv in parts])
-            xx, dd, xd = (x * x).double(), (d * d).double(), (x * d).double()
-            acc.index_add_(1, self.flat_index, torch.stack([(xx + 2 * lr * xd + lr * lr * dd) * c * c, dd,
-                                                             (xd + lr * dd) * c]))
+            sums, index = [torch.stack([x * x, d * d, x * d]).to(self.device)], [self.flat_index]
+            segments = [(t.numel(), cv, lv) for t, _, cv, lv in parts]  # (positions, c, lr) of each piece
+        else:
+            sums, index, segments = [], [], []
         for slots in self.rest:
             p = slots[0].tensor
             x = local(p)
@@ -207,6 +202,13 @@ class Probe:
                 d, c, lr = direction(p, block)
                 xb = _work(x if block is None else x[block])
                 for s in slots:
-                    index = s.index if block is None or s.axis != 0 else s.index[block]
-                    acc.index_add_(1, index.to(acc.device), before(_sums(s.axis, xb, d), c, lr).to(acc.device))
+                    sums.append(_sums(s.axis, xb, d).to(self.device))
+                    index.append(s.index if block is None or s.axis != 0 else s.index[block])
+                    segments.append((sums[-1].shape[1], c, lr))
+        if sums:  # x before the step from x after it, all positions at once
+            xx, dd, xd = torch.cat(sums, 1).double()
+            n, c, lr = (torch.tensor(v, dtype=torch.float64) for v in zip(*segments, strict=True))
+            c, lr = (v.repeat_interleave(n.long()).to(self.device) for v in (c, lr))
+            acc.index_add_(1, torch.cat(index).to(self.device),
+                           torch.stack([(xx + 2 * lr * xd + lr * lr * dd) * c * c, dd, (xd + lr * dd) * c]))
         return acc

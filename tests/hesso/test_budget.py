@@ -101,12 +101,12 @@ def select_loop(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor
     return torch.sort(ids[taken[chunk]]).values
 
 
-@settings(deadline=None, max_examples=80)
+@settings(deadline=None, max_examples=120)
 @given(st.lists(st.tuples(st.integers(1, 12), st.integers(1, 4)), min_size=1, max_size=8), st.floats(0, 1.2),
-       st.integers(0, 999), st.booleans())
-def test_vectorised_select_equals_the_loop_over_groups(groups, frac, seed, ties):
+       st.integers(0, 999), st.booleans(), st.booleans())
+def test_vectorised_select_equals_the_loop_over_groups(groups, frac, seed, ties, ones):
     g = torch.Generator().manual_seed(seed)
-    sizes, divisors = [n for n, _ in groups], [d for _, d in groups]
+    sizes, divisors = [n for n, _ in groups], [1 if ones else d for _, d in groups]
     offsets = torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()])
     U = int(offsets[-1])
     scores = torch.rand(U, generator=g, dtype=torch.float64)
