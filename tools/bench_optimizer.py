@@ -123,15 +123,21 @@ def phase_of(k: int, steps: int, periods: int, duration: int) -> str:
 
 
 def run_timed(b: Built, twin: nn.Module, opt: HESSO, base: torch.optim.Optimizer, steps: int, periods: int,
-              duration: int, sync: Callable[[], None]) -> dict[str, list[tuple[float, float, float, int]]]:
-    """Per phase, ``(torch s, HESSO s, HESSO's base step s, HESSO's collectives)`` of every step."""
+              duration: int, sync: Callable[[], None],
+              device_sync: Callable[[], None]) -> dict[str, list[tuple[float, float, float, int]]]:
+    """Per phase, ``(torch s, HESSO s, HESSO's base step s, HESSO's collectives)`` of every step.
+
+    ``sync`` runs before each timed step (a barrier under FSDP: the ranks start together),
+    ``device_sync`` at the ends of each timed interval (CUDA only), so a rank's time is its own.
+    """
     inner: list[float] = []
     real_base_step = opt._base.step
 
     def timed_base_step(*a, **kw):
+        device_sync()
         t0 = time.perf_counter()
         out = real_base_step(*a, **kw)
-        sync()
+        device_sync()
         inner.append(time.perf_counter() - t0)
         return out
     opt._base.step = timed_base_step
@@ -140,9 +146,10 @@ def run_timed(b: Built, twin: nn.Module, opt: HESSO, base: torch.optim.Optimizer
         for p, g in zip(params, grads, strict=True):
             p.grad = None if g is None else g.clone()
         sync()
+        device_sync()
         t0 = time.perf_counter()
         o.step()
-        sync()
+        device_sync()
         return time.perf_counter() - t0
 
     mine, theirs = list(b.model.parameters()), list(twin.parameters())
@@ -186,7 +193,7 @@ def bench(name: str, steps: int, periods: int, device: str) -> list[tuple]:
     opt = HESSO(b.model, b.space, variant=b.variant, **b.hp, target_group_sparsity=0.5, start_pruning_step=steps,
                 pruning_steps=periods * duration, pruning_periods=periods)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = run_timed(b, twin, opt, base, steps, periods, duration, sync)
+    times = run_timed(b, twin, opt, base, steps, periods, duration, sync, sync)
     assert opt.metrics()["units_pruned"] > 0
     assert b.space.zero_units(b.model) == opt.pruned_units, "pruned units did not stay exactly zero"
     return rows_of(name, b, opt, times)
@@ -214,7 +221,7 @@ def _fsdp_rank(rank: int, world: int, port: int, names: list[str], steps: int, p
             duration = max(2, steps // periods)
             opt = HESSO(b.model, b.space, variant=b.variant, **b.hp, target_group_sparsity=0.5,
                         start_pruning_step=steps, pruning_steps=periods * duration, pruning_periods=periods)
-            times = run_timed(b, twin, opt, base, steps, periods, duration, dist.barrier)
+            times = run_timed(b, twin, opt, base, steps, periods, duration, dist.barrier, lambda: None)
             assert opt.metrics()["units_pruned"] > 0
             rows += rows_of(name, b, opt, times, f" FSDP2×{world}")
         if rank == 0:
