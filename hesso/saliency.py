@@ -83,7 +83,6 @@ def combine(raw: Mapping[str, torch.Tensor], weights: Mapping[str, float] | None
     return total
 
 
-@torch.no_grad()
 def post_step_direction(variant: str, group: Mapping, x: torch.Tensor, g: torch.Tensor,
                         state: Mapping[str, torch.Tensor], rows: slice | None = None,
                         ) -> tuple[torch.Tensor, float]:
@@ -93,7 +92,7 @@ def post_step_direction(variant: str, group: Mapping, x: torch.Tensor, g: torch.
     and its optimizer state; ``rows`` restricts everything to a block of rows along dim 0. SGD:
     ``d`` is the momentum buffer (``(g + wd·x + momentum·buf) / (1 − lr·wd)`` with Nesterov, ``(g + wd·x) /
     (1 − lr·wd)`` without momentum); Adam/AdamW: ``m̂ / (√v̂ + eps)`` (``max_exp_avg_sq`` with amsgrad),
-    with ``c = 1 / (1 − lr·wd)`` for decoupled weight decay.
+    with ``c = 1 / (1 − lr·wd)`` for decoupled weight decay. Call it without autograd (``torch.no_grad``).
     """
     def part(t: torch.Tensor) -> torch.Tensor:
         return local(t) if rows is None else local(t)[rows]

@@ -158,14 +158,14 @@ def run_timed(b: Built, twin: nn.Module, opt: HESSO, base: torch.optim.Optimizer
         opt.zero_grad()
         b.loss(b.model(b.inputs)).backward()  # real gradients of the (pruned) model, given to both
         grads = [p.grad for p in mine]
-        calls = opt.collectives
+        calls = getattr(opt, "collectives", 0)  # (HESSO before FSDP support had none)
         if k % 2:
             th = timed(opt, mine, grads)
             tb = timed(base, theirs, grads)
         else:
             tb = timed(base, theirs, grads)
             th = timed(opt, mine, grads)
-        times[phase_of(k, steps, periods, duration)].append((tb, th, inner[-1], opt.collectives - calls))
+        times[phase_of(k, steps, periods, duration)].append((tb, th, inner[-1], getattr(opt, "collectives", 0) - calls))
     opt._base.step = real_base_step
     return times
 
