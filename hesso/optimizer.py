@@ -4,9 +4,9 @@ The base step (SGD, Adam or AdamW) is *the* ``torch.optim`` optimizer, held insi
 ``param_groups`` and ``state`` with this object, so with pruning off HESSO is bit-identical to
 it and learning-rate schedulers, per-group weight decay and closures work unchanged. Around it:
 
-* at the first step of each pruning period, the saliency of every prunable unit is measured around
-  the base step (:mod:`hesso.saliency`) and the lowest units up to the period's budget are marked
-  redundant (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
+* at the first step of each pruning period, the saliency of every prunable unit is measured from
+  the base step just taken (:mod:`hesso.saliency`) and the lowest units up to the period's budget
+  are marked redundant (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
 * after each base step of the period, every producer slice of a redundant unit is multiplied by
   ``(D-t-1)/(D-t)`` (one gather and one ``_foreach_mul_``), reaching exactly zero at ``t = D-1``;
 * pruned units are held at exactly zero: their gradients are masked before the base step and
@@ -78,7 +78,8 @@ class HESSO(torch.optim.Optimizer):
     maps each excluded group to the reason; ``summary()`` lists them; one warning is logged.
 
     Args:
-        model: the model the space was built for (a DDP wrapper is unwrapped).
+        model: the model the space was built for (a DDP wrapper is unwrapped; under FSDP2 the sharded
+            model, whose parameters HESSO reads and writes through their local shards).
         space: a search space (:class:`~hesso.space.SpaceLike`, e.g. ``otograph.search_space(...)``);
             only its prunable groups are pruned.
         params: parameters or parameter-group dicts (default: the model's parameters that require grad).
