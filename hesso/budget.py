@@ -31,29 +31,46 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
     """Global ids (sorted) of the lowest-scored alive units whose summed ``cost`` reaches ``target``.
 
     ``offsets`` (``G+1``) delimit the groups' global ids; ``divisors[g]`` is the chunk size of
-    group ``g``. Returns fewer units when every group is down to its last chunk.
+    group ``g``. Returns fewer units when every group is down to its last chunk. Vectorised: a
+    few sorts and scatters over all units, no loop over groups.
     """
-    if target <= 0:
-        return torch.zeros(0, dtype=torch.long)
+    empty = torch.zeros(0, dtype=torch.long)
+    if target <= 0 or not len(divisors):
+        return empty
     scores, alive, cost = scores.cpu().double(), alive.cpu(), cost.cpu().double()
-    ids_l, chunk_l, n_chunks = [], [], 0
-    for gi, d in enumerate(divisors):  # once per period: a loop over groups is fine here
-        lo, hi = int(offsets[gi]), int(offsets[gi + 1])
-        ids = torch.arange(lo, hi)[alive[lo:hi]]
-        n = ids.numel()
-        if n <= d:
-            continue
-        ids = ids[torch.sort(scores[ids], stable=True).indices]
-        first = n % d
-        removable = n - d  # keep the last chunk of d
-        pos = torch.arange(removable)
-        local = torch.where(pos < first, 0, (pos - first) // d + (1 if first else 0))
-        ids_l.append(ids[:removable])
-        chunk_l.append(local + n_chunks)
-        n_chunks += int(local[-1]) + 1
-    if not ids_l:
-        return torch.zeros(0, dtype=torch.long)
-    ids, chunk = torch.cat(ids_l), torch.cat(chunk_l)
+    offsets = torch.as_tensor(offsets, dtype=torch.long).cpu()
+    G = len(divisors)
+    group_of = torch.repeat_interleave(torch.arange(G), offsets[1:] - offsets[:-1])
+    ids = alive.nonzero().flatten()
+    if not ids.numel():
+        return empty
+    # alive ids by (score, id): a stable sort of ids in ascending order
+    by_score = ids[torch.sort(scores[ids], stable=True).indices]
+    d = torch.as_tensor(divisors, dtype=torch.long)
+    U = scores.numel()
+    if bool((d == 1).all()):  # chunks are single units: keep each group's last unit in (score, id) order
+        rank = torch.empty(U, dtype=torch.long)
+        rank[by_score] = torch.arange(by_score.numel())
+        last = torch.full((G,), -1, dtype=torch.long).scatter_reduce(0, group_of[by_score], rank[by_score], "amax")
+        cand = by_score[rank[by_score] != last[group_of[by_score]]]
+        before = torch.cumsum(cost[cand], 0) - cost[cand]
+        return _sorted_ids(cand[before < target], U)
+    # then by (group, score, id): another stable sort, on the more significant key
+    ids = by_score[torch.sort(group_of[by_score], stable=True).indices]
+    grp = group_of[ids]
+    n = torch.bincount(grp, minlength=G)  # alive units per group
+    pos = torch.arange(ids.numel()) - (torch.cumsum(n, 0) - n)[grp]  # rank inside its group, lowest score first
+    first = n % d  # the first chunk is the remainder, so what is kept stays a multiple of d
+    removable = torch.where(n > d, n - d, 0)  # keep the last chunk of d
+    keep = pos < removable[grp]
+    ids, grp, pos = ids[keep], grp[keep], pos[keep]
+    if not ids.numel():
+        return empty
+    f = first[grp]
+    local = torch.where(pos < f, 0, (pos - f) // d[grp] + (f > 0).long())
+    n_local = torch.where(removable > 0, (first > 0).long() + (removable - first) // d, 0)
+    chunk = local + (torch.cumsum(n_local, 0) - n_local)[grp]
+    n_chunks = int(n_local.sum())
     key = torch.full((n_chunks,), -float("inf"), dtype=torch.float64).scatter_reduce(
         0, chunk, scores[ids], "amax")
     first_id = torch.full((n_chunks,), float(scores.numel()), dtype=torch.float64).scatter_reduce(
@@ -65,7 +82,14 @@ def select(scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor, div
     before = torch.cumsum(chunk_cost[order], 0) - chunk_cost[order]
     taken = torch.zeros(n_chunks, dtype=torch.bool)
     taken[order[before < target]] = True
-    return torch.sort(ids[taken[chunk]]).values
+    return _sorted_ids(ids[taken[chunk]], U)
+
+
+def _sorted_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
+    """``ids`` (distinct, < ``n``) in ascending order, without a sort."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[ids] = True
+    return mask.nonzero().flatten()
 
 
 class Budget:
