@@ -24,6 +24,7 @@ from hesso import HESSO
 from otograph.analysis import SearchSpace
 from otograph.cli.options import PruneOptions
 from otograph.cli.record import (
+    RUN_JSON,
     DataInfo,
     Exactness,
     Files,
@@ -53,11 +54,15 @@ from otograph.report.tables import space_table
 from otograph.rewrite.save import export_program, save_compact
 from otograph.tracing.values import normalize_inputs
 
-__all__ = ["prune", "Trained", "Compressed"]
+__all__ = ["prune", "Trained", "Compressed", "RUN_FILES"]
 
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+
+#: What a run folder may hold: ``--force`` replaces a folder with ``run.json`` and nothing else.
+RUN_FILES = frozenset({"report.md", "model.pt2", "model.py", "state_dict.pt", "reference.pt2", "search_space.svg",
+                       "search_space.dot", "training.png", "run.json", "removed_units.json", "__pycache__"})
 
 
 @dataclass
@@ -83,7 +88,7 @@ class Compressed:
 def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     """Run the job; returns its record (also written as ``run.json``). Fails before any work on bad input."""
     t_start = time.perf_counter()
-    refuse_existing(o.out, o.force)
+    refuse_existing(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES)
     loaded, data = load(o)
     say(f"tracing {o.model} ({type(loaded.model).__name__}) with input {loaded.input_shape}")
     space = search_space(o, loaded)
@@ -91,7 +96,7 @@ def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     schedule = pruning_schedule(o, len(data.train))
     model, one = loaded.model, _one(loaded.example_inputs)
     init_state = copy.deepcopy(model.state_dict())
-    with staged_dir(o.out, o.force) as stage:
+    with staged_dir(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES) as stage:
         dense = train_dense(o, model, data) if o.baseline else None
         model.load_state_dict(init_state)
         pruned = train_hesso(o, model, space, data, schedule, say)

@@ -26,7 +26,7 @@ from otograph.cli.specs import SpecError
 from otograph.cli.training import History
 from otograph.report.measure import Measurement
 
-__all__ = ["RunRecord", "ModelInfo", "DataInfo", "Schedule", "TrainingInfo", "Exactness", "SpaceInfo",
+__all__ = ["RUN_JSON", "RunRecord", "ModelInfo", "DataInfo", "Schedule", "TrainingInfo", "Exactness", "SpaceInfo",
            "GroupOutcome", "Histories", "Files", "to_plain", "from_plain"]
 
 RUN_JSON = "run.json"

@@ -66,30 +66,16 @@ def test_verify_command(cli, pruned_run):
     assert code == 1 and "DIFFERENT" in out
 
 
-def test_existing_out_is_refused_unless_force(cli, tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    code, _, err = cli("prune", "--out", out, "-q")
-    assert code == 2 and "already exists" in err and "--force" in err
-    assert (out / "keep.txt").read_text() == "mine"
-    code, _, _ = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data", "--epochs", "2",
-                     "--no-baseline", "--out", out, "--force", "-q")
-    assert code == 0
-    assert not (out / "keep.txt").exists() and (out / "model.pt2").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
-
-
 def test_ctrl_c_during_training_leaves_nothing(cli, tmp_path):
     out = tmp_path / "run"
     code, _, err = cli("prune", "--data", "otograph.testing.factories:interrupting_data", "--out", out, "-q")
     assert code == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []
-    out.mkdir()  # with --force the old folder survives an interrupted run untouched
-    (out / "old.txt").write_text("old")
+    out.mkdir()  # with --force an earlier run survives an interrupted run untouched
+    (out / "run.json").write_text("{}")
     code, _, _ = cli("prune", "--data", "otograph.testing.factories:interrupting_data", "--out", out, "--force", "-q")
     assert code == 130 and [p.name for p in tmp_path.iterdir()] == ["run"]
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert [p.name for p in out.iterdir()] == ["run.json"] and (out / "run.json").read_text() == "{}"
 
 
 def test_ctrl_c_while_writing_files_leaves_nothing(cli, tmp_path, monkeypatch):
