@@ -11,7 +11,7 @@ from pathlib import Path
 import otograph
 from hesso import Target
 from otograph.cli import job
-from otograph.cli.options import DEFAULT_TARGET, PruneOptions
+from otograph.cli.options import DEFAULT_TARGET, OptionError, PruneOptions
 from otograph.cli.record import RunRecord
 from otograph.cli.specs import (
     LoadedModel,
@@ -106,26 +106,36 @@ def prune(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
+    import math
+
+    if args.batch < 1:
+        raise OptionError(f"--batch must be at least 1, got {args.batch}: a batch of {args.batch} compares nothing")
+    shape = parse_input_shape(args.input_shape)
+    ref, cmp_ = load_model(args.reference, shape), load_model(args.compact, shape)
+    v = _compare(ref, cmp_, args.batch, args.seed)
+    finite = math.isfinite(v.max_abs) and math.isfinite(v.max_ref)
+    ok = finite and v.max_rel <= args.tol
+    print(f"reference {args.reference}: {v.params_before:,} params, {v.flops_before:,} FLOPs")
+    print(f"compact   {args.compact}: {v.params_after:,} params, {v.flops_after:,} FLOPs")
+    verdict = "equal" if ok else "DIFFERENT" if finite else "DIFFERENT: an output is NaN or inf"
+    print(f"max |Δ| = {v.max_abs:.3g}, relative {v.max_rel:.3g} (tolerance {args.tol:g}): {verdict}")
+    return 0 if ok else 1
+
+
+def _compare(ref: LoadedModel, cmp_: LoadedModel, batch: int, seed: int):
+    """``otograph.verify`` on a random batch of ``batch`` (the example's batch size if a model is static)."""
     import torch
 
     from otograph.tracing.values import batch_like
 
-    shape = parse_input_shape(args.input_shape)
-    ref, cmp_ = load_model(args.reference, shape), load_model(args.compact, shape)
-    torch.manual_seed(args.seed)
-    x, kw = batch_like(ref.example_inputs, args.batch)
+    torch.manual_seed(seed)
+    x, kw = batch_like(ref.example_inputs, batch)
     try:
-        v = otograph.verify(ref.model, cmp_.model, x if not kw else kw)
+        return otograph.verify(ref.model, cmp_.model, x if not kw else kw)
     except Exception as e:  # noqa: BLE001 - e.g. a static batch size in an exported model
         x, kw = batch_like(ref.example_inputs, ref.input_shape[0] if ref.input_shape else 1)
         log.info("retrying with the example batch size: %s", e)
-        v = otograph.verify(ref.model, cmp_.model, x if not kw else kw)
-    ok = v.max_rel <= args.tol
-    print(f"reference {args.reference}: {v.params_before:,} params, {v.flops_before:,} FLOPs")
-    print(f"compact   {args.compact}: {v.params_after:,} params, {v.flops_after:,} FLOPs")
-    print(f"max |Δ| = {v.max_abs:.3g}, relative {v.max_rel:.3g} (tolerance {args.tol:g}): "
-          f"{'equal' if ok else 'DIFFERENT'}")
-    return 0 if ok else 1
+        return otograph.verify(ref.model, cmp_.model, x if not kw else kw)
 
 
 def report(args: argparse.Namespace) -> int:

@@ -46,7 +46,8 @@ from otograph.cli.specs import (
     peek_num_classes,
     resolve_leaves,
 )
-from otograph.cli.training import History, base_optimizer, evaluate, train
+from otograph.cli.training import History, TrainingError, base_optimizer, evaluate, train
+from otograph.errors import RewriteError
 from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_text
 from otograph.report.measure import measure
 from otograph.report.plots import Panel, Series, save_chart
@@ -189,21 +190,44 @@ def compress_and_verify(model: nn.Module, space: SearchSpace, data: LoadedData, 
     return Compressed(compact, removed, accuracy, ex)
 
 
+#: The exactness bound, as in :attr:`otograph.rewrite.verify.Verification.exact` (float64).
+BOUND_TEXT = "1e-9·max(1, max|y|)"
+
+
 @torch.no_grad()
 def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512) -> Exactness:
-    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs."""
-    xs = []
-    for x, _ in data.val:
+    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs.
+
+    A gate, not a measurement only: a trained model whose outputs are not finite raises
+    :class:`TrainingError`, and a compact model beyond float rounding of it (the float64 bound of
+    :attr:`~otograph.rewrite.verify.Verification.exact`) raises :class:`~otograph.errors.RewriteError`.
+    """
+    x = _inputs(data.val, limit)
+    full.eval()
+    compact.eval()
+    y = full(x)
+    if not bool(torch.isfinite(y).all()):
+        raise TrainingError(f"the trained model outputs NaN or inf on {len(x)} validation inputs, so it cannot "
+                            f"be compressed or checked", hint="train more gently: a smaller --lr")
+    v32 = otograph.verify(full, compact, x)
+    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
+    same = float((y.argmax(1) == compact(x).argmax(1)).float().mean())
+    if not v64.exact:
+        raise RewriteError(
+            f"the compact model does not compute what the trained model computes: max |Δ| {v64.max_abs:.3g} in "
+            f"float64 on {len(x)} validation inputs (bound {BOUND_TEXT} = {1e-9 * max(1.0, v64.max_ref):.3g}), "
+            f"predictions agree on {same:.2%}; the run was not saved",
+            hint="this is a bug in otograph: please report it with the model spec and `otograph trace MODEL --json`")
+    return Exactness(len(x), v32.max_abs, v32.max_rel, v64.max_abs, v64.max_rel, same)
+
+
+def _inputs(loader, limit: int) -> torch.Tensor:
+    xs: list[torch.Tensor] = []
+    for x, _ in loader:
         xs.append(x)
         if sum(len(t) for t in xs) >= limit:
             break
-    x = torch.cat(xs)[:limit]
-    v32 = otograph.verify(full, compact, x)
-    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
-    full.eval()
-    compact.eval()
-    same = float((full(x).argmax(1) == compact(x).argmax(1)).float().mean())
-    return Exactness(len(x), v32.max_abs, v32.max_rel, v64.max_abs, v64.max_rel, same)
+    return torch.cat(xs)[:limit]
 
 
 def save_files(stage: Path, o: PruneOptions, model: nn.Module, example: Any, comp: Compressed,

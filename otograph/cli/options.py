@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hesso import Target
+from otograph.errors import OtographError
 
-__all__ = ["PruneOptions", "DEFAULT_TARGET"]
+__all__ = ["PruneOptions", "OptionError", "DEFAULT_TARGET"]
+
+
+class OptionError(OtographError):
+    """A command-line flag has a value that cannot be used."""
 
 #: The budget when none is given: remove 65 % of the FLOPs.
 DEFAULT_TARGET = Target("flops", 0.65)

@@ -10,10 +10,15 @@ import torch
 from torch import nn
 
 from otograph.cli.specs import LoadedData
+from otograph.errors import OtographError
 
-__all__ = ["History", "train", "evaluate", "base_optimizer"]
+__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer"]
 
 _BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class TrainingError(OtographError):
+    """Training could not go on or went wrong (a loss or an output that is not finite, no batches)."""
 
 
 @dataclass
