@@ -22,6 +22,7 @@ from torch import nn
 import otograph
 from hesso import HESSO
 from otograph.analysis import SearchSpace
+from otograph.cli.checks import check_trainable
 from otograph.cli.options import PruneOptions
 from otograph.cli.record import (
     RUN_JSON,
@@ -128,6 +129,7 @@ def load(o: PruneOptions) -> tuple[LoadedModel, LoadedData]:
     torch.manual_seed(o.seed)
     nc = peek_num_classes(o.data)
     loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
+    check_trainable(loaded)
     data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
     return loaded, data
 

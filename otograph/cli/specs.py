@@ -139,8 +139,16 @@ def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
     if loaded.example_inputs is None:
         raise SpecError(f"{loaded.spec}: no input shape is known for this model; give --input-shape "
                         f"(e.g. --input-shape 1,3,224,224)")
-    loaded.model.eval()
+    to_eval(loaded.model)
     return loaded
+
+
+def to_eval(model: nn.Module) -> None:
+    """``model.eval()``; an exported program's module, eval-only already, refuses the call (torch 2.x)."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        log.debug("%s refuses eval(); it is an eval-only exported module", type(model).__name__)
 
 
 def resolve_leaves(model: nn.Module, names: tuple[str, ...] | list[str]) -> tuple:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,13 +63,17 @@ def evaluate(model: nn.Module, loader) -> float:
     return 100.0 * right / max(1, total)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y) -> float:
+def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y, where: str) -> float:
     opt.zero_grad()
     loss = nn.functional.cross_entropy(model(x), y)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged: the loss is {value} at {where}",
+                            hint="train more gently: a smaller --lr (or check the data for NaN)")
     loss.backward()
     opt.step()
     sched.step()
-    return loss.item()
+    return value
 
 
 def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs: int, *,
@@ -87,7 +92,7 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
         for _ in range(epochs):
             model.train()
             for x, y in data.train:
-                loss = _step(model, opt, sched, x, y)
+                loss = _step(model, opt, sched, x, y, f"step {len(hist.step) + 1} of the {desc} run")
                 m = metrics() if metrics is not None else None
                 hist.add_step(loss, m)
                 post = {"loss": f"{loss:.3f}"}

@@ -13,3 +13,9 @@ def nan_cnn():
     with torch.no_grad():
         net.fc.weight.fill_(float("nan"))
     return net, torch.randn(2, 1, 8, 8)
+
+
+def exported_cnn():
+    """TinyCNN as a torch.export program's module: eval-only, ``train()`` refuses."""
+    net, x = TinyCNN().eval(), torch.randn(2, 1, 8, 8)
+    return torch.export.export(net, (x,)).module(), x
