@@ -324,7 +324,7 @@ def _imagefolder(spec, root, batch_size, seed, input_shape) -> LoadedData:
     try:
         if (path / "train").is_dir() and (path / "val").is_dir():
             train_set = datasets.ImageFolder(str(path / "train"), tf)
-            val_set = datasets.ImageFolder(str(path / "val"), tf)
+            val_set = _val_folder(datasets, path / "val", tf, train_set.class_to_idx, spec)
         else:
             full = datasets.ImageFolder(str(path), tf)
             n_val = max(1, len(full) // 5)
@@ -338,3 +338,19 @@ def _imagefolder(spec, root, batch_size, seed, input_shape) -> LoadedData:
     train = loader(train_set, batch_size=batch_size, shuffle=True, generator=g)
     val = loader(val_set, batch_size=batch_size, shuffle=False)
     return LoadedData(train, val, spec, len(train_set.classes))
+
+
+def _val_folder(datasets, root: Path, tf, class_to_idx: dict[str, int], spec: str):
+    """``root`` as an ``ImageFolder`` labelled with the training set's ``class_to_idx`` (a class may be
+    missing from ``val/``; one that ``train/`` does not have is refused)."""
+    classes, _ = datasets.folder.find_classes(str(root))
+    unknown = [c for c in classes if c not in class_to_idx]
+    if unknown:
+        raise DataError(f"{spec}: val/ has classes that train/ does not have: {', '.join(unknown)}",
+                        hint="give every class in val/ a folder of training images in train/, or remove it from val/")
+
+    class KnownClasses(datasets.ImageFolder):
+        def find_classes(self, directory):
+            return sorted(class_to_idx, key=class_to_idx.get), dict(class_to_idx)
+
+    return KnownClasses(str(root), tf, allow_empty=True)
