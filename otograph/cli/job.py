@@ -23,7 +23,7 @@ import otograph
 from hesso import HESSO
 from otograph.analysis import SearchSpace
 from otograph.cli.checks import check_trainable
-from otograph.cli.options import PruneOptions
+from otograph.cli.options import OptionError, PruneOptions
 from otograph.cli.record import (
     RUN_JSON,
     DataInfo,
@@ -148,10 +148,21 @@ def search_space(o: PruneOptions, loaded: LoadedModel) -> SearchSpace:
 
 
 def pruning_schedule(o: PruneOptions, steps_per_epoch: int) -> Schedule:
-    """The pruning periods: they start after ``pruning_start`` of all steps and cover ``pruning_span``."""
+    """The pruning periods: they start after ``pruning_start`` of all steps and cover ``pruning_span``
+    (at least one step per period), moved earlier where needed so that they end by the last step.
+
+    >>> pruning_schedule(PruneOptions(epochs=10), 23)
+    Schedule(start_step=23, steps=92, periods=4)
+    >>> pruning_schedule(PruneOptions(epochs=3, periods=12), 4)
+    Schedule(start_step=0, steps=12, periods=12)
+    """
     total = o.epochs * steps_per_epoch
-    return Schedule(start_step=int(round(o.pruning_start * total)),
-                    steps=max(o.periods, int(round(o.pruning_span * total))), periods=o.periods)
+    if total < o.periods:
+        raise OptionError(f"{o.epochs} epoch(s) of {steps_per_epoch} batch(es) are {total} training step(s), fewer "
+                          f"than the {o.periods} pruning periods (--periods), so the budget could not be reached",
+                          hint=f"train for more steps (more --epochs, a smaller --batch-size) or give --periods {total}")
+    steps = min(total, max(o.periods, int(round(o.pruning_span * total))))
+    return Schedule(start_step=min(int(round(o.pruning_start * total)), total - steps), steps=steps, periods=o.periods)
 
 
 def train_dense(o: PruneOptions, model: nn.Module, data: LoadedData) -> Trained:
@@ -178,6 +189,10 @@ def train_hesso(o: PruneOptions, model: nn.Module, space: SearchSpace, data: Loa
     model.eval()
     accuracy = evaluate(model, data.val)
     say(opt.summary())
+    if opt.metrics()["stage"] != "done":  # the schedule fits the steps; a shorter loader would end early
+        raise TrainingError(f"training ended at step {len(hist.step)} before HESSO's pruning periods did "
+                            f"(stage {opt.metrics()['stage']!r}, periods {schedule.ranges()}), so the budget was not "
+                            f"reached", hint="check that the training loader yields len(loader) batches every epoch")
     return Trained(hist, seconds, accuracy, opt.metrics())
 
 

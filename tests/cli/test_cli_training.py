@@ -43,3 +43,27 @@ def test_a_diverging_run_is_an_error(cli, tmp_path):
                          "--epochs", "2", "--out", tmp_path / "run")
     assert code == 2 and "training diverged: the loss is nan at step" in err and "smaller --lr" in err
     assert list(tmp_path.iterdir()) == [] and "wrote" not in out
+
+
+def test_a_run_shorter_than_the_periods_is_refused_with_the_numbers(cli, tmp_path):
+    code, _, err = cli("prune", "otograph.testing.factories:tiny_cnn", *TINY_DATA, "--epochs", "1",
+                       "--batch-size", "64", "--out", tmp_path / "run")
+    assert code == 2 and "1 epoch(s) of 1 batch(es) are 1 training step(s), fewer than the 4 pruning periods" in err
+    assert "--periods 1" in err and list(tmp_path.iterdir()) == []
+
+
+def test_the_schedule_fits_a_short_run(cli, tmp_path):
+    # 3 epochs of 4 batches, 12 periods: the periods used to start at step 1 and end after the last step
+    code, _, err = cli("prune", "otograph.testing.factories:tiny_cnn", *TINY_DATA, "--epochs", "3",
+                       "--batch-size", "16", "--periods", "12", "--sparsity", "0.5", "--out", tmp_path / "run")
+    assert code == 0, err
+    t = json.loads((tmp_path / "run" / "run.json").read_text())["training"]
+    assert t["steps"] == 12 and t["pruning"] == {"start_step": 0, "steps": 12, "periods": 12}
+    assert t["hesso"]["stage"] == "done" and t["hesso"]["group_sparsity"] >= 0.45
+
+
+def test_a_loader_shorter_than_its_len_is_an_error_not_a_missed_budget(cli, tmp_path):
+    code, _, err = cli("prune", "otograph.testing.factories:tiny_cnn", "--data", "tests.cli.bad_inputs:overstated_data",
+                       "--no-baseline", "-q", "--epochs", "2", "--out", tmp_path / "run")
+    assert code == 2 and "before HESSO's pruning periods did" in err and "budget was not reached" in err
+    assert list(tmp_path.iterdir()) == []
