@@ -22,7 +22,7 @@ from torch import nn
 import otograph
 from hesso import HESSO
 from otograph.analysis import SearchSpace
-from otograph.cli.checks import check_trainable
+from otograph.cli.checks import batch_pair, check_data, check_trainable, traced_space
 from otograph.cli.options import OptionError, PruneOptions
 from otograph.cli.record import (
     RUN_JSON,
@@ -41,11 +41,9 @@ from otograph.cli.report_md import render_report
 from otograph.cli.specs import (
     LoadedData,
     LoadedModel,
-    frontend_for,
     load_data,
     load_model,
     peek_num_classes,
-    resolve_leaves,
 )
 from otograph.cli.training import History, TrainingError, base_optimizer, evaluate, train
 from otograph.errors import RewriteError
@@ -91,9 +89,9 @@ def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     """Run the job; returns its record (also written as ``run.json``). Fails before any work on bad input."""
     t_start = time.perf_counter()
     refuse_existing(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES)
-    loaded, data = load(o)
+    loaded, data = load(o, say)
     say(f"tracing {o.model} ({type(loaded.model).__name__}) with input {loaded.input_shape}")
-    space = search_space(o, loaded)
+    space = search_space(o, loaded, say)
     say(f"search space: {space!r}")
     schedule = pruning_schedule(o, len(data.train))
     model, one = loaded.model, _one(loaded.example_inputs)
@@ -121,8 +119,9 @@ def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     return record
 
 
-def load(o: PruneOptions) -> tuple[LoadedModel, LoadedData]:
-    """Set threads and seed, build the model (with the data's class count) and the data loaders."""
+def load(o: PruneOptions, say: Say = log.info) -> tuple[LoadedModel, LoadedData]:
+    """Set threads and seed, build the model (with the data's class count) and the data loaders, and
+    check they fit each other (:func:`~otograph.cli.checks.check_data`)."""
     threads = o.threads or (1 if o.model in ("default", "") else None)
     if threads:
         torch.set_num_threads(threads)
@@ -131,14 +130,13 @@ def load(o: PruneOptions) -> tuple[LoadedModel, LoadedData]:
     loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
     check_trainable(loaded)
     data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
+    check_data(loaded, data, o.input_shape is not None, say)
     return loaded, data
 
 
-def search_space(o: PruneOptions, loaded: LoadedModel) -> SearchSpace:
+def search_space(o: PruneOptions, loaded: LoadedModel, say: Say = log.info) -> SearchSpace:
     """Trace the model (``--leaf`` resolved against it) and check the budget can be met."""
-    leaves = resolve_leaves(loaded.model, o.leaf_modules)
-    space = otograph.search_space(loaded.model, loaded.example_inputs, leaf_modules=leaves,
-                                  frontend=frontend_for(loaded, o.frontend))
+    space = traced_space(loaded, o.leaf_modules, o.frontend, say)
     if not space.prunable_groups:
         raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space_table(space)}")
     if o.target.kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
@@ -240,8 +238,8 @@ def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int 
 
 def _inputs(loader, limit: int) -> torch.Tensor:
     xs: list[torch.Tensor] = []
-    for x, _ in loader:
-        xs.append(x)
+    for batch in loader:
+        xs.append(batch_pair(batch, "the validation data")[0])
         if sum(len(t) for t in xs) >= limit:
             break
     return torch.cat(xs)[:limit]
@@ -306,7 +304,8 @@ def training_info(o: PruneOptions, steps_per_epoch: int, schedule: Schedule, den
 def space_info(space: SearchSpace, removed: dict[str, list[int]]) -> SpaceInfo:
     return SpaceInfo(groups=len(space.groups), prunable=len(space.prunable_groups),
                      units=sum(g.num_units for g in space.groups),
-                     units_removed=sum(len(v) for v in removed.values()), opaque=list(space.opaque))
+                     units_removed=sum(len(v) for v in removed.values()), opaque=list(space.opaque),
+                     frontend=space.traced.frontend)
 
 
 def group_outcomes(space: SearchSpace, removed: dict[str, list[int]]) -> list[GroupOutcome]:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from otograph.cli.checks import batch_pair
 from otograph.cli.specs import LoadedData
 from otograph.errors import OtographError
 
@@ -56,7 +57,8 @@ def evaluate(model: nn.Module, loader) -> float:
     model.eval()
     right = total = 0
     with torch.no_grad():
-        for x, y in loader:
+        for batch in loader:
+            x, y = batch_pair(batch, "the validation data")
             right += int((model(x).argmax(1) == y).sum())
             total += len(y)
     model.train(was)
@@ -89,9 +91,11 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
     hist = History()
     with tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5,
               leave=True) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             model.train()
-            for x, y in data.train:
+            post: dict[str, str] = {}
+            for batch in data.train:
+                x, y = batch_pair(batch, data.spec)
                 loss = _step(model, opt, sched, x, y, f"step {len(hist.step) + 1} of the {desc} run")
                 m = metrics() if metrics is not None else None
                 hist.add_step(loss, m)
@@ -100,6 +104,8 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
                     post.update(stage=m["stage"], pruned=f"{m['group_sparsity']:.0%}")
                 bar.set_postfix(post, refresh=False)
                 bar.update(1)
+            if not post:
+                raise TrainingError(f"the training loader of --data {data.spec} yielded no batch in epoch {epoch + 1}")
             hist.add_eval(evaluate(model, data.val))
             bar.set_postfix({**post, "val_acc": f"{hist.val_accuracy[-1]:.1f}%"}, refresh=False)
     return hist

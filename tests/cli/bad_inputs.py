@@ -43,3 +43,60 @@ class _Overstated:
 def overstated_data(batch_size: int = 16):
     loader = torch.utils.data.DataLoader(_random_set(), batch_size=batch_size)
     return _Overstated(loader), loader
+
+
+class _DictLoader:
+    """Batches as dicts, as Hugging Face data collators make them."""
+
+    def __init__(self, n: int = 2):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            yield {"input_ids": torch.randint(0, 10, (4, 6)), "labels": torch.randint(0, 10, (4,))}
+
+
+def dict_data(batch_size: int = 4):
+    return _DictLoader(), _DictLoader()
+
+
+def empty_data(batch_size: int = 16):
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 1, 8, 8),
+                                                                       torch.zeros(0, dtype=torch.long)))
+    return empty, torch.utils.data.DataLoader(_random_set(), batch_size=batch_size)
+
+
+class _Keywords(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 8)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, input_ids):
+        return self.fc(self.emb(input_ids).mean(1))
+
+
+def keyword_model():
+    """A model traced with keyword inputs, as transformers models are."""
+    return _Keywords(), {"input_ids": torch.randint(0, 10, (2, 6))}
+
+
+class _ShapeBranch(torch.nn.Module):
+    """Python control flow on a shape: torch.fx cannot follow it, torch.export specialises it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = torch.relu(self.conv(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def shape_branch():
+    return _ShapeBranch(), torch.randn(2, 1, 8, 8)

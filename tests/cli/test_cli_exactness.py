@@ -8,7 +8,7 @@ import torch
 import otograph
 
 TINY = ("otograph.testing.factories:tiny_cnn", "--data", "otograph.testing.factories:random_data",
-        "--epochs", "1", "--no-baseline", "-q")
+        "--epochs", "1", "--batch-size", "16", "--no-baseline", "-q")
 
 
 def _compress_then(monkeypatch, change):

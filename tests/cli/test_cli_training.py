@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-TINY_DATA = ("--data", "otograph.testing.factories:random_data", "--no-baseline", "-q")
+TINY_DATA = ("--data", "otograph.testing.factories:random_data", "--batch-size", "16", "--no-baseline", "-q")
 
 
 def test_prune_refuses_to_train_a_saved_program(cli, pruned_run, tmp_path):
