@@ -127,6 +127,9 @@ def test_frontend_auto_says_it_fell_back_and_the_record_keeps_it(cli, tmp_path):
     assert "torch.export did" in err
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["space"]["frontend"] == "export" and run["options"]["frontend"] == "auto"
+    code, _, err = cli("viz", tmp_path / "run", "-o", tmp_path / "run.dot")  # redrawn with the run's frontend
+    assert code == 0, err
+    assert "units removed" in (tmp_path / "run.dot").read_text()
 
 
 def test_ctrl_c_during_start_up(cli, monkeypatch):
