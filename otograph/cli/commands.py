@@ -148,8 +148,11 @@ def prune(args: argparse.Namespace) -> int:
     print(f"\n{summary_table(run.before, run.after)}\n")
     print(f"exactness: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64); "
           f"wall time {run.wall_seconds:.1f} s")
-    print(f"wrote {o.out}/: report.md, model.pt2, model.py, state_dict.pt, search_space.svg, "
-          f"{run.files.training_chart}, run.json")
+    f = run.files
+    names = ["report.md", *(["model.pt2"] if f.pt2 else []), "model.py", "state_dict.pt",
+             *([f.reference] if f.reference else []), *([f.search_space] if f.search_space else []),
+             *([f.training_chart] if f.training_chart else []), "run.json", "removed_units.json"]
+    print(f"wrote {o.out}/: {', '.join(names)}")
     return 0
 
 
