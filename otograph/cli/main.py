@@ -8,7 +8,8 @@
     otograph report runs/default
 
 This module parses the flags, dispatches to :mod:`otograph.cli.commands`, and turns otograph's
-errors into one readable message and exit status 2 (130 on Ctrl-C).
+errors into one readable message and exit status 2 (130 on Ctrl-C, 141 when stdout is closed, 1 with
+one ``internal error`` line for a bug).
 """
 
 from __future__ import annotations
