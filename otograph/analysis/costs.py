@@ -126,11 +126,11 @@ class _Builder:
         self.sizes.append(size)
         comp = unit_of_position[unit_of_position >= 0]
         if comp.size:
-            gu = self.gu[comp]
-            gu = gu[gu[:, 0] >= 0]
-            if gu.size:
-                pairs, counts = np.unique(gu, axis=0, return_counts=True)
-                self.inc.append((np.full(len(pairs), f), pairs[:, 0], pairs[:, 1], counts))
+            comps, counts = np.unique(comp, return_counts=True)
+            gu = self.gu[comps]
+            ok = gu[:, 0] >= 0
+            if ok.any():
+                self.inc.append((np.full(int(ok.sum()), f), gu[ok, 0], gu[ok, 1], counts[ok]))
         return f
 
     def param_factor(self, name: str, axis: int) -> int | None:

@@ -89,7 +89,7 @@ class Analysis:
     def pin(self, ids: np.ndarray | None, reason: str) -> None:
         if ids is None:
             return
-        flat = np.unique(np.asarray(ids).ravel())
+        flat = np.asarray(ids).ravel()
         flat = flat[flat >= 0]
         if flat.size:
             self.pins.append((flat, reason))
@@ -104,7 +104,7 @@ class Analysis:
             self.fibers.append((rows[~none], reason))
 
     def mark_seen(self, ids: np.ndarray) -> None:
-        flat = np.unique(ids)
+        flat = np.asarray(ids).ravel()
         self._seen.append(flat[flat >= 0])
 
     def vote_grad_free(self, name: str, axis: int, ok: bool) -> None:
@@ -116,7 +116,8 @@ class Analysis:
         return np.concatenate(self._ua), np.concatenate(self._ub)
 
     def seen(self) -> np.ndarray:
-        return np.unique(np.concatenate(self._seen)) if self._seen else np.zeros(0, np.int64)
+        """Every element some value carries (with repeats)."""
+        return np.concatenate(self._seen) if self._seen else np.zeros(0, np.int64)
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> Analysis:
