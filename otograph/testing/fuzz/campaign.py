@@ -1,0 +1,165 @@
+"""A fuzzing campaign: cases in worker processes, failures written and shrunk, the summary.
+
+``run(options)`` is what ``tools/fuzz.py`` runs (its options are the tool's command-line flags). The
+worker functions live here, importable by the spawned processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from types import SimpleNamespace
+
+from otograph.testing.fuzz.checks import Failure, Outcome
+from otograph.testing.fuzz.generator import generate, render
+from otograph.testing.fuzz.program import RandomChooser
+from otograph.testing.fuzz.runner import CaseResult, run_case, shrink, signature, write_repro
+from otograph.testing.fuzz.summary import Summary
+
+__all__ = ["run", "case_task", "shrink_task"]
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("torch").setLevel(logging.CRITICAL)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - torch.fx prints the traceback of every failing call
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int):
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"the case took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def case_task(seed: int, size: int, skip: tuple, frontends: tuple | None, timeout: int) -> CaseResult:
+    case = generate(RandomChooser(seed), seed, size=size, skip=skip)
+    try:
+        with _alarm(timeout):
+            return run_case(case, frontends=frontends)
+    except TimeoutError as e:
+        return CaseResult(case, render(case), [Outcome("-", [Failure("timeout", "-", str(e))])])
+
+
+def shrink_task(case, failure: Failure, seconds: float, timeout: int):
+    """The shrunk case and its failure (the same check and frontend), or None."""
+    try:
+        with _alarm(int(seconds + timeout)):
+            small = shrink(case, failure, seconds=seconds)
+            again = run_case(small, frontends=(failure.frontend,)).failures
+            return small, next((f for f in again if f.check == failure.check), failure)
+    except TimeoutError:
+        return None
+
+
+def _gist(message: str) -> str:
+    """A failure message without its numbers, node names and what was removed: what kind of failure it is."""
+    message = re.sub(r"\(removing .*\)$", "", message)
+    return re.sub(r"%\w+|'[^']*'|\b\d[\d.e+-]*", "#", message)[:80]
+
+
+def _note(r: CaseResult, minimised: bool) -> str:
+    parts = [f"Before shrinking: {r.primary}"] if minimised else ["Not minimised."]
+    others = [str(f) for f in r.failures if f is not r.primary]
+    if others:
+        parts.append(f"Also failing{' before shrinking' if minimised else ''}: " + "; ".join(others))
+    return "\n".join(parts)
+
+
+def run(args: SimpleNamespace) -> tuple[int, Summary]:
+    """Run a campaign; ``args`` has the fields of ``tools/fuzz.py``'s options. Returns (exit status, summary)."""
+    out = Path(args.out)
+    frontends = tuple(args.frontend) if args.frontend else None
+    summary, t0 = Summary(), time.perf_counter()
+    deadline = t0 + args.minutes * 60 if args.minutes else float("inf")
+    shrinks: Counter = Counter()  # rough signature (check, frontend, patterns, steps) → shrinks started
+    rough_count: Counter = Counter()  # rough signature → failing cases
+    rough_path: dict = {}  # rough signature → the first unminimised repro
+    rough_sigs: dict = defaultdict(list)  # rough signature → distinct signatures its shrinks reached
+    distinct: dict = {}  # signature → {"path", "minimised", "steps", "count"}
+    pending: dict = {}
+    started = done = 0
+    print(f"fuzz: {args.cases} cases, seed {args.seed}, at most {args.size} steps, {args.workers} workers"
+          f"{', skipping ' + ', '.join(args.skip) if args.skip else ''}", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker, max_tasks_per_child=100) as ex:
+        last_report = time.perf_counter()
+        while True:
+            cases_in_flight = sum(1 for kind, *_ in pending.values() if kind == "case")
+            while cases_in_flight < 2 * args.workers and started < args.cases and time.perf_counter() < deadline:
+                seed = args.seed * 1_000_000 + started
+                fut = ex.submit(case_task, seed, args.size, tuple(args.skip), frontends, args.timeout)
+                pending[fut] = ("case", started)
+                started += 1
+                cases_in_flight += 1
+            if not pending:
+                break
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                kind, index, *rest = pending.pop(fut)
+                if kind == "case":
+                    done += 1
+                    r = fut.result()
+                    summary.add(r)
+                    if r.failures:
+                        name = f"case_{args.seed}_{index}"
+                        path = write_repro(out, name, r.case, r.primary, note=_note(r, False))
+                        rough = (r.primary.check, r.primary.frontend, tuple(sorted(r.program.patterns)),
+                                 _gist(r.primary.message))
+                        rough_count[rough] += 1
+                        rough_path.setdefault(rough, str(path))
+                        if shrinks[rough] < args.shrinks:
+                            shrinks[rough] += 1
+                            f2 = ex.submit(shrink_task, r.case, r.primary, args.shrink_seconds, args.timeout)
+                            pending[f2] = ("shrink", index, r, rough, name)
+                else:
+                    r, rough, name = rest
+                    small, failure = fut.result() or (r.case, r.primary)
+                    path = write_repro(out, name, small, failure, note=_note(r, small is not r.case))
+                    sig, steps = signature(small, failure), len(render(small).kinds)
+                    old = distinct.get(sig)
+                    if old is None or steps < old["steps"]:
+                        distinct[sig] = {"path": str(path), "minimised": small is not r.case, "steps": steps,
+                                         "count": old["count"] if old else 0}
+                    distinct[sig]["count"] += 1
+                    rough_sigs[rough].append(sig)
+            if time.perf_counter() - last_report > 30:
+                last_report = time.perf_counter()
+                shrinking = sum(1 for kind, *_ in pending.values() if kind == "shrink")
+                print(f"  {done}/{started} cases done, {summary.failing} failing, {shrinking} being shrunk, "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+    for rough, n in rough_count.items():  # failures not shrunk count with the first shrink of their kind
+        unshrunk = n - len(rough_sigs.get(rough, []))
+        if unshrunk and rough_sigs.get(rough):
+            distinct[rough_sigs[rough][0]]["count"] += unshrunk
+        elif unshrunk:
+            distinct[rough] = {"path": rough_path[rough], "minimised": False, "steps": 0, "count": unshrunk}
+    summary.repros = [(sig, d["path"], d["minimised"], d["count"]) for sig, d in distinct.items()]
+    summary.seconds = time.perf_counter() - t0
+    text = summary.table()
+    print(text)
+    if summary.failing or summary.invalid:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.txt").write_text(text + "\n")
+    return (1 if summary.failing else 0), summary
+
