@@ -53,5 +53,5 @@ class RewriteError(OtographError):
     """The compact model could not be built, or failed its own check."""
 
 
-class UnsupportedInput(OtographError):
-    """Example inputs, units or arguments are not of a supported form."""
+class UnsupportedInput(OtographError, ValueError):
+    """Example inputs, units or arguments have values otograph cannot use (also a ``ValueError``)."""

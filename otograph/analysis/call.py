@@ -118,6 +118,10 @@ class Call:
         """Every element of ``ids`` is one unit."""
         self._an.union_all(ids)
 
+    def union_rows(self, rows: np.ndarray) -> None:
+        """Each row of a 2-D array of elements is one unit (one union call for all rows)."""
+        self._an.union_rows(rows)
+
     def mark_seen(self, ids: np.ndarray) -> None:
         """Elements some value carries (a candidate unit even if no op output shows it)."""
         self._an.mark_seen(ids)

@@ -78,6 +78,13 @@ class Analysis:
         if flat.size > 1:
             self.union(flat[:1], flat[1:])
 
+    def union_rows(self, rows: np.ndarray) -> None:
+        """Each row of a 2-D array is one unit (rows are independent)."""
+        rows = np.asarray(rows)
+        if rows.ndim == 2 and rows.shape[1] > 1:
+            first = rows[np.arange(rows.shape[0]), np.argmax(rows >= 0, axis=1)][:, None]
+            self.union(first, rows)
+
     def pin(self, ids: np.ndarray | None, reason: str) -> None:
         if ids is None:
             return

@@ -13,7 +13,7 @@ from otograph.analysis.engine import Analysis
 from otograph.analysis.slots import flatten_slots, varying_axes
 from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
-from otograph.graph.cost import flop_counter
+from otograph.tracing.values import FLOPS
 
 __all__ = ["AnalysisResult", "build_space"]
 
@@ -86,102 +86,133 @@ def _module_of(param: str) -> str:
 
 
 def _total_flops(traced) -> int:
-    return int(flop_counter(traced.gm, (traced.args, traced.kwargs)).get_total_flops())
+    """FLOPs of the model: the sum of what the shape pass counted for each node."""
+    return int(sum(n.meta.get(FLOPS, 0) for n in traced.gm.graph.nodes))
 
 
 def build_space(an: Analysis) -> SearchSpace:
-    table = an.table
-    n = table.size
-    labels = _align(an, n)
-    for rows, reason in an.fibers:  # rows that had to end up inside one unit and did not
-        lab = labels[rows]
-        an.pin(rows[(lab != lab[:, :1]).any(1)], reason)
-    pinned: dict[int, str] = {}
-    for ids, reason in an.pins:
-        for c in np.unique(labels[ids]):
-            pinned.setdefault(int(c), reason)
-    seen = np.zeros(n, bool)
-    s = an.seen()
-    if s.size:
-        seen[np.unique(labels[s])] = True  # components that some activation carries
-    entries = list(table.entries.values())
-    # which entries each candidate component touches
-    comp_entries: dict[int, list[int]] = defaultdict(list)
-    for ei, e in enumerate(entries):
-        for c in np.unique(labels[e.ids]):
-            if seen[c]:
-                comp_entries[int(c)].append(ei)
+    """Components of the unions → units; units with the same members → groups; costs per unit."""
+    labels = _align(an, an.table.size)
+    entries = list(an.table.entries.values())
+    comp_entries = _candidates(an, labels, entries)
+    pinned = _pinned(an, labels, comp_entries)
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for c, eis in comp_entries.items():
         by_key[(tuple(eis), c in pinned)].append(c)
-    total_flops = _total_flops(an.traced)
     params = dict(an.gm.named_parameters())
     groups: list[Group] = []
     unit_comp: dict[tuple[str, int], int] = {}
     used_ids: dict[str, int] = {}
-    order = sorted(by_key.items(), key=lambda kv: min(kv[1]))
-    comp_unit = np.full(n, -1, np.int64)
-    for (eis, is_pinned), comps in order:
+    for (eis, is_pinned), comps in sorted(by_key.items(), key=lambda kv: min(kv[1])):
         comps = sorted(comps)
-        comp_unit[comps] = np.arange(len(comps))
-        members, uparams, uflops = [], np.zeros(len(comps)), np.zeros(len(comps))
-        for ei in eis:
-            e = entries[ei]
-            lab = labels[e.ids]
-            mask = np.isin(lab, comps)
-            pos = np.nonzero(mask)[0]
-            units = comp_unit[lab[mask]]
-            members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
-                                  e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
-            t = params.get(e.param)
-            if t is None or e.role == BUFFER:
-                continue
-            per_pos = t.numel() // t.shape[e.axis]
-            np.add.at(uparams, units, per_pos)
-            if e.param in an.weight_flops and e.role != BUFFER:
-                np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
-        gid = _group_id(members, used_ids)
-        reason = pinned.get(comps[0]) if is_pinned else None
-        if is_pinned:
-            reason = next((pinned[c] for c in comps if c in pinned), reason)
-        for u, c in enumerate(comps):
-            unit_comp[(gid, u)] = c
-        groups.append(Group(gid, len(comps), tuple(members), not is_pinned, reason,
-                            torch.from_numpy(uparams), torch.from_numpy(uflops)))
-    total_params = sum(p.numel() for p in params.values())
-    # parameters left if every unit of every prunable group went: each element counted once
+        g = _group(an, labels, [entries[i] for i in eis], comps, params, used_ids,
+                   next((pinned[c] for c in comps if c in pinned), None) if is_pinned else None)
+        unit_comp.update({(g.id, u): c for u, c in enumerate(comps)})
+        groups.append(g)
+    result = AnalysisResult(an, labels, unit_comp)
+    _annotate(an, result, groups)
+    return SearchSpace(groups, sum(p.numel() for p in params.values()), _total_flops(an.traced),
+                       tuple(sorted(set(an.opaque_ops.values()))), an.traced, result,
+                       prunable_params=_prunable_params(groups, params), graph=an.graph)
+
+
+def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> dict[int, list[int]]:
+    """Components some value carries, with the table entries (tensor axes) each touches."""
+    seen = np.zeros(labels.shape[0], bool)
+    s = an.seen()
+    if s.size:
+        seen[np.unique(labels[s])] = True
+    if not entries:
+        return {}
+    # the table's elements are 0 … n-1, entry by entry: pair each element's component with its entry
+    sizes = np.array([e.size for e in entries], np.int64)
+    starts = np.array([e.start for e in entries], np.int64)
+    entry_of = np.repeat(np.arange(len(entries)), sizes)
+    comp = labels[np.concatenate([np.arange(a, a + n) for a, n in zip(starts, sizes, strict=True)])]
+    pairs = np.unique(comp * len(entries) + entry_of)
+    comps, ents = pairs // len(entries), pairs % len(entries)
+    keep = seen[comps]
+    comps, ents = comps[keep], ents[keep]
+    bounds = np.flatnonzero(np.diff(comps)) + 1
+    return {int(c[0]): e.tolist() for c, e in zip(np.split(comps, bounds), np.split(ents, bounds), strict=True)
+            if c.size}
+
+
+def _pinned(an: Analysis, labels: np.ndarray, comp_entries: dict[int, list[int]]) -> dict[int, str]:
+    """Unprunable components with the first reason found for each."""
+    fiber_comps: dict[int, str] = {}
+    for rows, reason in an.fibers:  # rows that had to end up inside one unit
+        lab = labels[rows]
+        split = (lab != lab[:, :1]).any(1)
+        an.pin(rows[split], reason)
+        for c in np.unique(lab[~split, 0]).tolist():
+            fiber_comps.setdefault(c, reason)
+    pinned: dict[int, str] = {}
+    for ids, reason in an.pins:
+        for c in np.unique(labels[ids]):
+            pinned.setdefault(int(c), reason)
+    # a reduction whose fibers merged a whole space into a single unit leaves nothing to remove
+    alike: dict[tuple, int] = defaultdict(int)
+    for eis in comp_entries.values():
+        alike[tuple(eis)] += 1
+    for c, reason in fiber_comps.items():
+        if c in comp_entries and alike[tuple(comp_entries[c])] == 1:
+            pinned.setdefault(c, f"{reason} (it spans the whole space)")
+    return pinned
+
+
+def _group(an: Analysis, labels: np.ndarray, entries: list, comps: list[int], params: dict, used_ids: dict,
+           reason: str | None) -> Group:
+    """One group: its members (positions and units per tensor axis) and what each unit costs."""
+    comp_unit = np.full(labels.shape[0], -1, np.int64)
+    comp_unit[comps] = np.arange(len(comps))
+    members, uparams, uflops = [], np.zeros(len(comps)), np.zeros(len(comps))
+    for e in entries:
+        lab = labels[e.ids]
+        mask = np.isin(lab, comps)
+        pos = np.nonzero(mask)[0]
+        units = comp_unit[lab[mask]]
+        members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
+                              e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
+        t = params.get(e.param)
+        if t is None or e.role == BUFFER:
+            continue
+        np.add.at(uparams, units, t.numel() // t.shape[e.axis])
+        if e.param in an.weight_flops:
+            np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
+    return Group(_group_id(members, used_ids), len(comps), tuple(members), reason is None, reason,
+                 torch.from_numpy(uparams), torch.from_numpy(uflops))
+
+
+def _prunable_params(groups: list[Group], params: dict) -> int:
+    """Parameters left out if every unit of every prunable group went: each element counted once."""
     cut: dict[str, dict[int, int]] = defaultdict(dict)
     for g in groups:
         if g.prunable:
             for m in g.members:
                 if m.param in params:
                     cut[m.param][m.axis] = cut[m.param].get(m.axis, 0) + m.positions.numel()
-    prunable = 0
+    total = 0
     for name, axes in cut.items():
         t = params[name]
         left = 1
         for a, n in enumerate(t.shape):
             left *= n - axes.get(a, 0)
-        prunable += t.numel() - left
-    opaque = tuple(sorted(set(an.opaque_ops.values())))
-    result = AnalysisResult(an, labels, unit_comp)
-    _annotate(an, result, groups)
-    return SearchSpace(groups, total_params, total_flops, opaque, an.traced, result,
-                       prunable_params=prunable, graph=an.graph)
+        total += t.numel() - left
+    return total
 
 
 def _annotate(an: Analysis, res: AnalysisResult, groups: list[Group]) -> None:
     """Each node of the dependency graph gets ``groups``: the ids of the groups its value carries."""
-    comp_group = {c: gid for (gid, _u), c in res.unit_comp.items()}
-    order = {g.id: i for i, g in enumerate(groups)}
+    group_of = np.full(res.labels.shape[0], -1, np.int64)  # component → index of its group
+    index = {g.id: i for i, g in enumerate(groups)}
+    for (gid, _u), c in res.unit_comp.items():
+        group_of[c] = index[gid]
     for node, v in an.slots.items():
-        found: set[str] = set()
-        for s in flatten_slots(v):
-            arrays = [s.ids] if s.ids is not None else [p for p in (s.pax or ()) if p is not None]
-            for ids in arrays:
-                flat = np.unique(ids[ids >= 0])
-                found.update(comp_group[c] for c in np.unique(res.labels[flat]).tolist() if c in comp_group)
-        an.graph.nodes[node.name]["groups"] = tuple(sorted(found, key=order.__getitem__))
+        arrays = [a for s in flatten_slots(v) for a in ([s.ids] if s.ids is not None else list(s.pax or ()))
+                  if a is not None]
+        found = np.unique(np.concatenate([group_of[res.labels[a[a >= 0]]] for a in arrays])) if arrays else []
+        an.graph.nodes[node.name]["groups"] = tuple(groups[i].id for i in found if i >= 0)
 
 
 def _group_id(members: list[Member], used: dict[str, int]) -> str:

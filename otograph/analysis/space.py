@@ -11,7 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from otograph.errors import UnsupportedInput
+from otograph.tracing.values import unwrap
 
 __all__ = ["Member", "Group", "SearchSpace", "PRODUCER", "CONSUMER", "BUFFER", "named_tensors"]
 
@@ -108,15 +112,45 @@ class SearchSpace:
                 return g
         raise KeyError(f"no group {gid!r}; groups are: {', '.join(g.id for g in self.groups[:20])} …")
 
+    def check_units(self, units: Mapping[str, Iterable[int]]) -> dict[str, list[int]]:
+        """``units`` as ``{group id: sorted unit indices}``, or an error saying what is wrong.
+
+        Units are integer indices (``[0, 3]``), never masks (``[True, False, …]``): a mask, a float
+        or a string is a ``TypeError``. An unknown or unprunable group, an index out of range, or
+        every unit of a group (nothing would be left) is an :class:`UnsupportedInput` error.
+        """
+        if not isinstance(units, Mapping):
+            raise TypeError(f"units must be a mapping {{group id: [unit, …]}}, not {type(units).__name__}")
+        out: dict[str, list[int]] = {}
+        for gid, us in units.items():
+            group = self._group_or_error(gid)
+            idx = _indices(gid, us)
+            if not idx:
+                continue
+            if not group.prunable:
+                raise UnsupportedInput(f"group {gid!r} is not prunable ({group.reason}); its units cannot be removed")
+            if idx[0] < 0 or idx[-1] >= group.num_units:
+                raise UnsupportedInput(f"group {gid!r} has units 0…{group.num_units - 1}; got {idx}")
+            if len(idx) == group.num_units:
+                raise UnsupportedInput(f"removing all {group.num_units} units of group {gid!r} would leave an "
+                                       f"empty tensor", hint="keep at least one unit")
+            out[gid] = idx
+        return out
+
+    def _group_or_error(self, gid) -> Group:
+        try:
+            return self.group(gid)
+        except KeyError as e:
+            raise UnsupportedInput(str(e.args[0])) from None
+
     @torch.no_grad()
     def zero_(self, model: torch.nn.Module, units: Mapping[str, Iterable[int]]) -> None:
-        """Zero, in place, every producer slice of the given units: ``{group_id: [unit, …]}``."""
-        tensors = named_tensors(model)
-        for gid, us in units.items():
+        """Zero, in place, every producer slice of the given units: ``{group_id: [unit, …]}``
+        (checked by :meth:`check_units`; ``model`` may be wrapped, e.g. in ``DataParallel``)."""
+        tensors = named_tensors(unwrap(model))
+        for gid, us in self.check_units(units).items():
             group = self.group(gid)
-            if not group.prunable:
-                raise ValueError(f"group {gid!r} is not prunable ({group.reason}); refusing to zero it")
-            us = torch.as_tensor(list(us), dtype=torch.long)
+            us = torch.as_tensor(us, dtype=torch.long)
             for m in group.producers:
                 sel = m.positions[torch.isin(m.units, us)]
                 t = tensors[m.param]
@@ -125,7 +159,7 @@ class SearchSpace:
     @torch.no_grad()
     def zero_units(self, model: torch.nn.Module) -> dict[str, list[int]]:
         """Units of prunable groups whose producer slices are all exactly zero in ``model``."""
-        tensors = named_tensors(model)
+        tensors = named_tensors(unwrap(model))
         found: dict[str, list[int]] = {}
         for g in self.prunable_groups:
             nonzero = torch.zeros(g.num_units, dtype=torch.long)
@@ -143,6 +177,27 @@ class SearchSpace:
         share = self.prunable_params / max(1, self.total_params)
         return (f"SearchSpace({len(self.groups)} groups, {p} prunable, "
                 f"{share:.1%} of {self.total_params:,} parameters prunable)")
+
+
+def _indices(gid: str, us: object) -> list[int]:
+    """Sorted unique unit indices of one group's entry, refusing masks and non-integers."""
+    if isinstance(us, torch.Tensor):
+        if us.dtype == torch.bool:
+            raise TypeError(f"units of group {gid!r} are a boolean mask; give unit indices, e.g. "
+                            f"mask.nonzero().flatten().tolist()")
+        if us.is_floating_point():
+            raise TypeError(f"units of group {gid!r} must be integer indices, not {us.dtype}")
+        us = us.flatten().tolist()
+    if isinstance(us, (str, bytes)) or not isinstance(us, Iterable):
+        raise TypeError(f"units of group {gid!r} must be a list of integer indices, not {type(us).__name__}")
+    us = list(us)
+    if us and all(isinstance(u, (bool, np.bool_)) for u in us):
+        raise TypeError(f"units of group {gid!r} look like a boolean mask ({us[:4]}…); give unit indices, e.g. "
+                        f"[i for i, keep in enumerate(mask) if keep]")
+    for u in us:
+        if isinstance(u, (bool, np.bool_)) or not isinstance(u, (int, np.integer)):
+            raise TypeError(f"units of group {gid!r} must be integer indices; got {u!r} ({type(u).__name__})")
+    return sorted({int(u) for u in us})
 
 
 def named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

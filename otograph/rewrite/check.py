@@ -34,6 +34,14 @@ def check_shapes(compact: fx.GraphModule, traced: Traced, plan: Plan, names: dic
         info = node.meta.get(META)
         if isinstance(info, TensorInfo) and node.name in names:
             expected[names[node.name]] = plan.new_shape(node, info.shape)
-    args = flat_inputs(compact, traced.args, traced.kwargs)
+    args = [_like_model(a, compact) for a in flat_inputs(compact, traced.args, traced.kwargs)]
     with eval_mode(compact):
         run_fake(_ShapeCheck(compact, expected), args, strict=(RewriteError,))
+
+
+def _like_model(x, model: torch.nn.Module):
+    """An example input in the model's current floating dtype and device."""
+    p = next(model.parameters(), None)
+    if not isinstance(x, torch.Tensor) or p is None:
+        return x
+    return x.to(device=p.device, dtype=p.dtype if x.is_floating_point() and p.is_floating_point() else x.dtype)

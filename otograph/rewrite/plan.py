@@ -10,7 +10,6 @@ import torch.fx as fx
 
 from otograph.analysis.slots import Slot, flatten_slots
 from otograph.analysis.space import SearchSpace
-from otograph.errors import RewriteError
 
 __all__ = ["Plan", "make_plan"]
 
@@ -52,18 +51,7 @@ def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
     res = space.analysis
     removed: dict[str, list[int]] = {}
     comps = []
-    for gid, us in units.items():
-        g = space.group(gid)
-        us = sorted({int(u) for u in us})
-        if not us:
-            continue
-        if not g.prunable:
-            raise RewriteError(f"group {gid!r} is not prunable ({g.reason}); it cannot be removed")
-        if us[0] < 0 or us[-1] >= g.num_units:
-            raise RewriteError(f"group {gid!r} has units 0…{g.num_units - 1}; got {us}")
-        if len(us) == g.num_units:
-            raise RewriteError(f"removing all {g.num_units} units of group {gid!r} would leave an empty "
-                               f"tensor; keep at least one unit")
+    for gid, us in space.check_units(units).items():
         removed[gid] = us
         comps.extend(res.unit_comp[(gid, u)] for u in us)
     gone = res.removed_mask(np.asarray(comps, np.int64)) if comps else np.zeros(res.labels.shape, bool)

@@ -18,9 +18,11 @@ import torch.nn as nn
 
 from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.space import named_tensors
+from otograph.errors import RewriteError
 from otograph.graph.effects import is_impure
 from otograph.rewrite.edit import Edit
 from otograph.rewrite.plan import Plan
+from otograph.tracing.values import unwrap
 
 __all__ = ["shrink", "Builder"]
 
@@ -70,7 +72,8 @@ class Builder:
         """A ``get_attr`` of a new buffer holding the kept positions of a mask."""
         name = f"_otograph_keep_{self._n_keep}"
         self._n_keep += 1
-        self.root.register_buffer(name, torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long))
+        device = next((t.device for t in self.root.parameters()), None)
+        self.root.register_buffer(name, torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long, device=device))
         return self.graph.get_attr(name)
 
     def run(self) -> fx.Graph:
@@ -87,18 +90,48 @@ class Builder:
         return self.graph
 
 
-def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan,
-           registry: Registry | None = None) -> tuple[fx.GraphModule, dict[str, str]]:
-    """A new compact GraphModule and ``{old node name: new node name}``; inputs are left untouched."""
-    registry = registry or BUILTIN
-    root = copy.deepcopy(gm)
+def _take_tensors(root: nn.Module, model: nn.Module, traced_shapes: dict[str, tuple[int, ...]]) -> None:
+    """``root``'s tensors become copies of ``model``'s current ones (values, dtype, device); a traced
+    tensor the model no longer has, or has with another shape, is an error naming it. Constants the
+    frontend added (not the model's) follow the model's floating dtype and device."""
     src = named_tensors(model)
-    with torch.no_grad():
-        for name, t in list(root.named_parameters(remove_duplicate=False)) + list(
-                root.named_buffers(remove_duplicate=False)):
+    where = _tensors_by_id(root)
+    floating = [t for t in src.values() if t.is_floating_point()]
+    dtype = floating[0].dtype if floating and all(t.dtype == floating[0].dtype for t in floating) else None
+    device = next(iter(src.values())).device if src else None
+    done: dict[int, torch.Tensor] = {}
+    for name, t in list(root.named_parameters(remove_duplicate=False)) + list(
+            root.named_buffers(remove_duplicate=False)):
+        if id(t) in done:
+            continue
+        if traced_shapes and name not in traced_shapes:
+            new = t.detach().to(device=device, dtype=dtype if t.is_floating_point() and dtype else t.dtype)
+        else:
             s = src.get(name)
-            if s is not None and s.shape == t.shape:
-                t.copy_(s)
+            if s is None:
+                raise RewriteError(f"the model has no tensor {name!r}, which was traced",
+                                   hint="compress the model the search space was built for, or build it again")
+            if tuple(s.shape) != tuple(t.shape):
+                raise RewriteError(f"the model's {name!r} has shape {tuple(s.shape)}, but {tuple(t.shape)} was traced",
+                                   hint="build the search space again for the changed model")
+            new = s.detach().clone()
+        repl = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+        done[id(t)] = repl
+        for mod, attr in where[id(t)]:
+            (mod._parameters if attr in mod._parameters else mod._buffers)[attr] = repl
+
+
+def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan, registry: Registry | None = None,
+           traced_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[fx.GraphModule, dict[str, str]]:
+    """A new compact GraphModule and ``{old node name: new node name}``; inputs are left untouched.
+
+    The compact model takes ``model``'s current tensors (``traced_shapes``: the names and shapes the
+    search space was built for) and follows its dtype and device.
+    """
+    registry = registry or BUILTIN
+    model = unwrap(model)
+    root = copy.deepcopy(gm)
+    _take_tensors(root, model, traced_shapes or {})
     _slice_tensors(root, plan)
     for mod in root.modules():
         resize = registry.resizer(mod)

@@ -340,6 +340,23 @@ class InPlace(nn.Module):
         return self.fc(z.mean((2, 3)))
 
 
+class BufferUpdates(nn.Module):
+    """State updated in forward: a call counter and an EMA of the activations under no_grad."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("ema", torch.ones(8))
+
+    def forward(self, x):
+        y = F.relu(self.c(x))
+        self.count += 1
+        with torch.no_grad():
+            self.ema.mul_(0.9).add_(0.1 * y.mean((0, 2, 3)))
+        return self.d(y).mean((2, 3))
+
+
 class TrapAddInPlace(nn.Module):
     """``y.add_(1.0)`` turns the zeros of a removed channel into ones: not zero-invariant."""
 
@@ -386,6 +403,7 @@ TRICKY = {
     "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
     "cosine_attention": (CosineAttention, lambda: torch.randn(2, 5, 24)),
     "in_place": (InPlace, img()),
+    "buffer_updates": (BufferUpdates, img()),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain

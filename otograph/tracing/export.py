@@ -7,6 +7,8 @@ the same canonical kinds as the fx frontend (``aten.linear`` → ``linear``), so
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.fx as fx
 
@@ -31,6 +33,54 @@ def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict) -> fx.GraphM
             gm.graph.erase_node(node)
     if hasattr(gm, "_guards_fn"):
         delattr(gm, "_guards_fn")
+    _inline_grad_mode_regions(gm)
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _inline_grad_mode_regions(gm: fx.GraphModule) -> None:
+    """``torch.no_grad()`` blocks come out of ``torch.export`` as ``wrap_with_set_grad_enabled(mode,
+    submodule, *args)`` calls; inline each as grad-mode switches around the submodule's ops, so the
+    analysis sees the ops (an opaque call would pin every space it touches) and the compact model
+    keeps the region."""
+    g = gm.graph
+    for node in list(g.nodes):
+        if node.op != "call_function" or getattr(node.target, "__name__", "") != "wrap_with_set_grad_enabled":
+            continue
+        mode, sub_node, *operands = node.args
+        with g.inserting_before(node):
+            prev = g.call_function(torch.is_grad_enabled)
+            g.call_function(torch._C._set_grad_enabled, (mode,))
+            result = _copy_body(gm, sub_node.target, operands)
+            g.call_function(torch._C._set_grad_enabled, (prev,))
+        for user in list(node.users):  # getitem(hop, i) → the i-th result
+            if user.target is operator.getitem and isinstance(result, (tuple, list)):
+                user.replace_all_uses_with(result[user.args[1]])
+                g.erase_node(user)
+        if node.users:
+            node.replace_all_uses_with(result)
+        g.erase_node(node)
+        if not sub_node.users:
+            g.erase_node(sub_node)
+            delattr(gm, sub_node.target)
+
+
+def _copy_body(gm: fx.GraphModule, name: str, operands: list) -> object:
+    """Copy submodule ``name``'s ops into ``gm``'s graph at the insertion point; returns its result."""
+    sub = getattr(gm, name)
+    env: dict[fx.Node, object] = {}
+    inputs = iter(operands)
+    result = None
+    for n in sub.graph.nodes:
+        if n.op == "placeholder":
+            env[n] = next(inputs)
+        elif n.op == "output":
+            result = fx.map_arg(n.args[0], env.__getitem__)
+        elif n.op == "get_attr":  # a constant of the submodule: hoisted into the parent
+            attr = f"{name}_{n.target}".replace(".", "_")
+            setattr(gm, attr, getattr(sub, n.target))
+            env[n] = gm.graph.get_attr(attr)
+        else:
+            env[n] = gm.graph.node_copy(n, env.__getitem__)
+    return result

@@ -16,8 +16,21 @@ import torch.fx as fx
 
 from otograph.errors import TraceError, UnsupportedInput
 from otograph.tracing.export import export_graph
+from otograph.tracing.flops import FlopCount
 from otograph.tracing.fx import fx_graph
-from otograph.tracing.values import META, eval_mode, flat_inputs, info_of, normalize_inputs, run_fake
+from otograph.tracing.preserve import unchanged
+from otograph.tracing.values import (
+    FLOPS,
+    META,
+    eval_mode,
+    flat_inputs,
+    info_of,
+    meta_state,
+    normalize_inputs,
+    run_fake,
+    to_meta,
+    unwrap,
+)
 
 __all__ = ["Traced", "trace", "record_shapes", "FRONTENDS", "DEFAULT_FRONTEND"]
 
@@ -43,6 +56,8 @@ class Traced:
     kwargs: dict
     frontend: str = DEFAULT_FRONTEND
     model: torch.nn.Module | None = field(default=None, repr=False)
+    #: every parameter and buffer of the model when it was traced: name → shape
+    tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         n = len(self.gm.graph.nodes)
@@ -66,6 +81,7 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
     """
     if frontend not in FRONTENDS:
         raise UnsupportedInput(f"unknown frontend {frontend!r}; available: {', '.join(map(repr, FRONTENDS))}")
+    model = unwrap(model)
     args, kwargs = normalize_inputs(example_inputs)
     if frontend == "auto":
         try:
@@ -73,24 +89,50 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
         except TraceError as e:
             log.info("fx tracing failed (%s); trying torch.export", str(e).splitlines()[0])
             return trace(model, example_inputs, frontend="export")
-    with eval_mode(model):
+    with unchanged(model) as changes, eval_mode(model):
         if frontend == "export":
             gm = export_graph(model, args, kwargs)
         else:
             gm = fx_graph(model, args, kwargs, leaf_modules=leaf_modules, autowrap=autowrap)
-        traced = Traced(gm, args, kwargs, frontend, model)
+        shapes = {n: tuple(t.shape) for n, t in list(model.named_parameters(remove_duplicate=False))
+                  + list(model.named_buffers(remove_duplicate=False))}
+        traced = Traced(gm, args, kwargs, frontend, model, shapes)
         record_shapes(traced)
+    if changes.buffers and frontend == "fx":
+        log.warning("forward updates the buffers %s in place; torch.fx does not record such updates, so the "
+                    "compact model will not make them (the buffers were restored). Use frontend='export' to "
+                    "keep them.", ", ".join(changes.buffers))
     return traced
 
 
 class _Recorder(fx.Interpreter):
+    """Stores every node's value structure (``META``) and its FLOPs (``FLOPS``, counted as
+    ``torch.utils.flop_counter`` counts them, see :mod:`otograph.tracing.flops`)."""
+
+    def __init__(self, gm: fx.GraphModule, counter: FlopCount):
+        super().__init__(gm)
+        self.counter = counter
+
     def run_node(self, n: fx.Node) -> Any:
+        before = self.counter.total
         out = super().run_node(n)
         n.meta[META] = info_of(out)
+        n.meta[FLOPS] = self.counter.total - before
         return out
 
 
-@torch.no_grad()
 def record_shapes(traced: Traced) -> None:
-    """Run the example inputs through the graph and store each node's shape in ``node.meta``."""
-    run_fake(_Recorder(traced.gm), flat_inputs(traced.gm, traced.args, traced.kwargs))
+    """One pass of the example inputs through the graph (on meta tensors where every op allows it,
+    else fake ones, else real ones): each node's shape in ``node.meta[META]`` and its FLOPs in
+    ``node.meta[FLOPS]``. Autograd stays on, as in :func:`otograph.graph.cost.count_flops`, so fused
+    inference fast paths do not hide FLOPs."""
+    inputs = flat_inputs(traced.gm, traced.args, traced.kwargs)
+    with torch.enable_grad():
+        try:
+            with meta_state(traced.gm), FlopCount() as counter:
+                _Recorder(traced.gm, counter).run(*[to_meta(x) for x in inputs])
+            return
+        except Exception as e:  # noqa: BLE001 - an op without a meta kernel: fake tensors then
+            log.debug("meta run failed (%s); recording on fake tensors", e)
+        with FlopCount() as counter:
+            run_fake(_Recorder(traced.gm, counter), inputs)

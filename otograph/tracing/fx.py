@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import traceback
 from collections.abc import Callable, Iterable
 
 import torch
 import torch.fx as fx
+from torch.utils._pytree import tree_flatten
 
 from otograph.errors import TraceError
 
-__all__ = ["fx_graph"]
+__all__ = ["fx_graph", "autograd_call"]
 
 
 class _Tracer(fx.Tracer):
@@ -40,13 +42,91 @@ class _Tracer(fx.Tracer):
             self.current_module = prev
 
 
+_CALLS: dict[type, Callable] = {}
+
+
+def autograd_call(fn: type[torch.autograd.Function]) -> Callable:
+    """A plain function calling ``fn.apply``, named after ``fn``: how a custom autograd function is
+    recorded, as one call (opaque to the analysis), so the compact model keeps its backward."""
+    if fn not in _CALLS:
+        def call(*args, **kwargs):
+            return fn.apply(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = f"{fn.__name__}_apply"
+        call.__module__ = fn.__module__
+        _CALLS[fn] = call
+    return _CALLS[fn]
+
+
+@contextlib.contextmanager
+def _recording_effects(tracer: fx.Tracer):
+    """While tracing: custom ``autograd.Function`` calls become single nodes (not their forward's
+    ops), and ``torch.no_grad()``/``enable_grad()``/``set_grad_enabled()`` blocks are recorded as
+    grad-mode switches that restore the mode found at run time."""
+    function = torch.autograd.function.Function
+    orig_apply = function.__dict__["apply"]
+
+    def apply(cls, *args, **kwargs):
+        leaves = tree_flatten((args, kwargs))[0]
+        if any(isinstance(a, fx.Proxy) for a in leaves):
+            return tracer.create_proxy("call_function", autograd_call(cls), args, kwargs)
+        return orig_apply.__func__(cls, *args, **kwargs)
+
+    stack: list[fx.Node] = []
+    busy = [False]  # inside one of our switches: nested grad-mode calls are its implementation
+
+    def recorded(action, orig):
+        def wrapper(self, *a, **k):
+            if busy[0]:
+                return orig(self, *a, **k)
+            busy[0] = True
+            try:
+                action(self, *a)
+                return orig(self, *a, **k)
+            finally:
+                busy[0] = False
+        return wrapper
+
+    def switch(mode: bool):
+        def action(self, *a):
+            stack.append(tracer.graph.call_function(torch.is_grad_enabled))
+            tracer.graph.call_function(torch._C._set_grad_enabled, (bool(a[0]) if mode is None else mode,))
+        return action
+
+    def restore(self, *a) -> None:
+        if stack:
+            tracer.graph.call_function(torch._C._set_grad_enabled, (stack.pop(),))
+
+    patched = []
+
+    def patch(cls, name, action):
+        orig = cls.__dict__[name]
+        patched.append((cls, name, orig))
+        setattr(cls, name, recorded(action, orig))
+
+    function.apply = classmethod(apply)
+    try:
+        patch(torch.no_grad, "__enter__", switch(False))
+        patch(torch.no_grad, "__exit__", restore)
+        patch(torch.enable_grad, "__enter__", switch(True))
+        patch(torch.enable_grad, "__exit__", restore)
+        patch(torch.set_grad_enabled, "__init__", switch(None))  # the mode is its first argument
+        patch(torch.set_grad_enabled, "__exit__", restore)
+        yield
+    finally:
+        function.apply = orig_apply
+        for cls, name, orig in reversed(patched):
+            setattr(cls, name, orig)
+
+
 def fx_graph(model: torch.nn.Module, args: tuple, kwargs: dict, *, leaf_modules: Iterable = (),
              autowrap: Iterable[Callable] = ()) -> fx.GraphModule:
     """Symbolically trace ``model`` (in its current mode); the module path is named on failure."""
     tracer = _Tracer(leaf_modules, autowrap)
     concrete = _concrete_args(model, args, kwargs)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _recording_effects(tracer):
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as e:  # noqa: BLE001 - re-raised with the module and the fix
         where = tracer.failed_module or "<root>"
         raise TraceError(

@@ -27,13 +27,15 @@ from torch.utils._pytree import tree_map
 
 from otograph.errors import UnsupportedInput
 
-__all__ = ["META", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
-           "run_fake", "batch_like"]
+__all__ = ["META", "FLOPS", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
+           "run_fake", "fake_state", "meta_state", "to_meta", "batch_like", "unwrap"]
 
 log = logging.getLogger(__name__)
 
 #: ``node.meta`` key holding the example value's structure: ``torch.Size``/dtype per tensor.
 META = "otograph_val"
+#: ``node.meta`` key holding the FLOPs ``torch.utils.flop_counter`` counts for the node.
+FLOPS = "otograph_flops"
 
 
 @dataclass(frozen=True)
@@ -114,20 +116,59 @@ def fake_mode():
         yield mode
 
 
+@contextlib.contextmanager
+def fake_state(module: torch.nn.Module, mode=None):
+    """For the block, ``module``'s parameters and buffers are fake copies (``mode`` given) or, for a
+    real run, its buffers are clones: whatever the code writes in place, the real ones stay as
+    they were."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {}
+    for name, t in list(module.named_parameters(remove_duplicate=False)) + list(
+            module.named_buffers(remove_duplicate=False)):
+        if mode is not None:
+            state[name] = mode.from_tensor(t)
+        elif not isinstance(t, torch.nn.Parameter):
+            state[name] = t.clone()
+    with _reparametrize_module(module, state, tie_weights=True, strict=False):
+        yield
+
+
+def to_meta(x: Any) -> Any:
+    """A tensor's meta copy (shape, dtype and autograd flag, no data); anything else unchanged."""
+    if isinstance(x, torch.Tensor):
+        m = x.detach().to("meta")
+        return m.requires_grad_(x.requires_grad) if m.is_floating_point() else m
+    return x
+
+
+@contextlib.contextmanager
+def meta_state(module: torch.nn.Module):
+    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data)."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    state = {name: to_meta(t) for name, t in list(module.named_parameters(remove_duplicate=False))
+             + list(module.named_buffers(remove_duplicate=False))}
+    with _reparametrize_module(module, state, tie_weights=True, strict=False):
+        yield
+
+
 def run_fake(interp: fx.Interpreter, inputs: list, *, strict: tuple[type[BaseException], ...] = ()) -> Any:
-    """Run ``interp`` on fake copies of ``inputs``; falls back to real tensors if an op refuses.
+    """Run ``interp`` on fake copies of ``inputs`` and of its module's tensors; falls back to real
+    tensors (buffers cloned) if an op refuses. The module's tensors are never written.
 
     Exceptions of the ``strict`` types are re-raised instead of falling back.
     """
     try:
-        with fake_mode() as mode:
+        with fake_mode() as mode, fake_state(interp.module, mode):
             fake = [mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in inputs]
             return interp.run(*fake)
     except strict:
         raise
     except Exception as e:  # noqa: BLE001 - data-dependent ops cannot run on fake tensors
         log.debug("fake run failed (%s); running for real", e)
-        return interp.run(*inputs)
+        with fake_state(interp.module):
+            return interp.run(*inputs)
 
 
 def batch_like(example_inputs: Any, batch_size: int) -> tuple[tuple, dict]:
@@ -147,3 +188,16 @@ def batch_like(example_inputs: Any, batch_size: int) -> tuple[tuple, dict]:
         return x[idx]
 
     return tuple(grow(a) for a in args), {k: grow(v) for k, v in kwargs.items()}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside ``DataParallel``/``DistributedDataParallel``/``torch.compile`` wrappers."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while True:
+        if isinstance(model, (DataParallel, DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model

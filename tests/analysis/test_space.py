@@ -34,15 +34,30 @@ def test_group_costs():
     assert float(g.unit_flops[0]) == pytest.approx(2 * 27 * 64 + 2 * 54 * 64)
 
 
-def test_zeroing_an_unprunable_group_is_refused():
+def test_units_are_checked_the_same_way_by_zero_and_compress():
+    """One validator: masks and non-integers are type errors; unknown or unprunable groups,
+    indices out of range and every unit of a group are refused, by zero_ and compress alike."""
     m = small()
     space = otograph.search_space(m, torch.randn(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="not prunable"):
-        space.zero_(m, {"4": [0]})
-    with pytest.raises(otograph.RewriteError, match="keep at least one"):
-        otograph.compress(m, space, {"0.0": list(range(8))})
-    with pytest.raises(otograph.RewriteError, match="units 0"):
-        otograph.compress(m, space, {"0.0": [8]})
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    bad = [({"0.0": [True, False, True]}, TypeError, "mask"),
+           ({"0.0": torch.tensor([True, False])}, TypeError, "mask"),
+           ({"0.0": [1.5]}, TypeError, "integer"),
+           ({"0.0": ["1"]}, TypeError, "integer"),
+           ({"0.0": 3}, TypeError, "list"),
+           ([("0.0", [1])], TypeError, "mapping"),
+           ({"4": [0]}, otograph.OtographError, "not prunable"),
+           ({"nope": [0]}, otograph.OtographError, "no group"),
+           ({"0.0": [-1]}, otograph.OtographError, "units 0…7"),
+           ({"0.0": [8]}, otograph.OtographError, "units 0…7"),
+           ({"0.0": list(range(8))}, otograph.OtographError, "keep at least one")]
+    for units, err, words in bad:
+        with pytest.raises(err, match=words):
+            space.zero_(m, units)
+        with pytest.raises(err, match=words):
+            otograph.compress(m, space, units)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # nothing was zeroed
+    assert space.check_units({"0.0": [3, torch.tensor(1).item(), 3]}) == {"0.0": [1, 3]}
 
 
 def test_grad_free_members_really_get_zero_gradients():

@@ -96,8 +96,7 @@ def _groupnorm(call):
     C = call.shape(x)[1]
     G = call.module.num_groups if call.module is not None else call.arg("num_groups")
     chan = np.moveaxis(np.broadcast_to(s.ids, s.ids.shape[:1] + (C,) + s.ids.shape[2:]), 1, 0).reshape(C, -1)
-    for g in range(G):  # a norm group is normalised together: it is one unit
-        call.union_all(chan[g * (C // G):(g + 1) * (C // G)])
+    call.union_rows(chan.reshape(G, -1))  # a norm group is normalised together: it is one unit
     out = _affine(call, x, 1, True)
     affine = (call.module.weight if call.module is not None else call.tensor(call.arg("weight"))) is not None
     if not affine:

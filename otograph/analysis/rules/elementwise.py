@@ -65,3 +65,12 @@ def _masked_fill(call):
     if out.ids is not None and value != 0:
         out.zero = np.zeros(out.ids.shape, bool)
     call.set_out(out)
+
+
+@elementwise("copy_", ["method:copy_", aten.copy_], rewrite=_align, accepts_params=True)
+def _copy_(call):
+    """``dst.copy_(src)``: ``dst`` takes ``src``'s values in place (a buffer update, as torch.export
+    writes them): positions of both are one element; zero where ``src`` is."""
+    dst, src = call.arg("input"), call.arg("src")
+    out = join(call, [src, dst], "first")
+    call.set_out(out)

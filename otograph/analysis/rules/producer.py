@@ -61,12 +61,10 @@ def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed
     if transposed:
         w_rows = call.param_ids(weight, 0, PRODUCER)  # (cin,) rows, grouped by input channel
         out_ids = np.repeat(w_rows[::per_in], per_out)
-        for g in range(groups):
-            call.union_all(w_rows[g * per_in:(g + 1) * per_in])
+        call.union_rows(w_rows.reshape(groups, per_in))
     else:
         out_ids = call.param_ids(weight, 0, PRODUCER)
-        for g in range(groups):
-            call.union_all(out_ids[g * per_out:(g + 1) * per_out])
+        call.union_rows(out_ids.reshape(groups, per_out))
     if s.ids is not None:
         chan = _chan(s.ids, 1, cin)
         rep = np.repeat(out_ids[::per_out], per_in)  # one output element per input channel
