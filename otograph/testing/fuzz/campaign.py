@@ -75,7 +75,7 @@ def shrink_task(case, failure: Failure, seconds: float, timeout: int):
 def _gist(message: str) -> str:
     """A failure message without its numbers, node names and what was removed: what kind of failure it is."""
     message = re.sub(r"\(removing .*\)$", "", message)
-    return re.sub(r"%\w+|'[^']*'|\b\d[\d.e+-]*", "#", message)[:80]
+    return re.sub(r"%\w+|'[^']*'|[\w.]*\d[\w.+-]*", "#", message)[:80]
 
 
 def _note(r: CaseResult, minimised: bool) -> str:

@@ -187,6 +187,15 @@ def _aliases(model: torch.nn.Module) -> dict[str, list[str]]:
     return {n: names for names in by_id.values() for n in names}
 
 
+def _counterpart(name: str, names: dict) -> str | None:
+    """The model's name for the compact model's tensor ``name``: the same, or with the prefix of a
+    wrapper the compact model was unwrapped from (``module.``, ``_orig_mod.``)."""
+    if name in names:
+        return name
+    found = sorted((n for n in names if n.endswith("." + name)), key=len)
+    return found[0] if found else None
+
+
 def _kept(t: torch.Tensor, names: Sequence[str], keep: dict) -> torch.Tensor:
     """The slices of the model's tensor (known by ``names``) that the compact model keeps."""
     for axis in range(t.ndim):
@@ -332,16 +341,22 @@ def _check_traps(res: Outcome, space, traps) -> None:
 
 
 def _check_buffers(res: Outcome, ref, compact, ref_before: dict, keep: dict) -> None:
-    theirs, aliases = dict(compact.named_buffers()), _aliases(ref)
-    for name, b in ref.named_buffers():
-        if name not in theirs:
-            if not torch.equal(ref_before[name], b):
-                res.fail("buffers", f"{name} is updated in forward by the model but missing from the compact model")
+    ours, aliases = dict(ref.named_buffers()), _aliases(ref)
+    matched = {}
+    for name, b in compact.named_buffers():
+        mine = _counterpart(name, ours)
+        if mine is not None:
+            matched[mine] = (name, b)
+    for mine, b in ours.items():
+        if mine not in matched:
+            if not torch.equal(ref_before[mine], b):
+                res.fail("buffers", f"{mine} is updated in forward by the model but missing from the compact model")
             continue
-        ok, d, _ = _close(_kept(b.detach(), aliases.get(name, [name]), keep), theirs[name].detach())
+        name, theirs = matched[mine]
+        ok, d, _ = _close(_kept(b.detach(), [*aliases.get(mine, [mine]), name], keep), theirs.detach())
         if not ok:
-            res.fail("buffers", f"{name} after one call: compact differs from the zeroed model's "
-                                f"({'shape ' + str(tuple(theirs[name].shape)) if d == float('inf') else f'max|Δ| = {d:.3g}'})")
+            res.fail("buffers", f"{mine} after one call: compact differs from the zeroed model's "
+                                f"({'shape ' + str(tuple(theirs.shape)) if d == float('inf') else f'max|Δ| = {d:.3g}'})")
 
 
 def _check_grads(res: Outcome, ref, compact, fresh, keep: dict, seed: int, removed: str) -> None:
@@ -360,10 +375,11 @@ def _check_grads(res: Outcome, ref, compact, fresh, keep: dict, seed: int, remov
         if not ok:
             bad.append(f"input {i}: max|Δ| = {d:.3g} (max|g| = {m:.3g})")
     for name, b in gp.items():
-        if name not in gp_ref:
+        mine = _counterpart(name, gp_ref)
+        if mine is None:
             bad.append(f"compact parameter {name} is not a parameter of the model")
             continue
-        ok, d, m = _close(_kept(gp_ref[name], aliases.get(name, [name]), keep), b)
+        ok, d, m = _close(_kept(gp_ref[mine], [*aliases.get(mine, [mine]), name], keep), b)
         if not ok:
             bad.append(f"{name}: " + ("shape" if d == float("inf") else f"max|Δ| = {d:.3g} (max|g| = {m:.3g})"))
     if bad:

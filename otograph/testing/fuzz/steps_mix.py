@@ -193,7 +193,7 @@ def mha(em: Emitter, s: State, p: Params) -> State:
 def meta(em: Emitter, s: State, p: Params) -> State:
     """Sizes read in forward: scales from a width, views from sizes, zero tokens made with ``new_zeros``."""
     calls = ["x * (x.shape[-1] ** -0.5)", "x / x.dim()", "x.view(x.shape)", "x * len(x) / x.size(0)",
-             "x * (1.0 / x.numel())"]
+             "x * (1.0 / x.numel())", "x * x.shape[0] / x.size(0)"]
     if s.mode == "seq":
         calls += [f"torch.cat([x.new_zeros(x.shape[0], 1, {s.C}), x], 1)",
                   f"torch.cat([torch.zeros(x.shape[0], 1, {s.C}, dtype=x.dtype), x], dim=1)"]
@@ -201,8 +201,8 @@ def meta(em: Emitter, s: State, p: Params) -> State:
         calls += [f"x * torch.arange(1, x.shape[-1] + 1, dtype=x.dtype) / {s.shape[-1]}"]
     call = p.pick("call", calls)
     em.line("x = " + call)
-    if "torch.zeros(x.shape" in call:
-        em.frontends.discard("fx")  # symbolic tracing cannot call torch.zeros with traced sizes
+    if "torch.zeros(x.shape" in call or "len(" in call:
+        em.frontends.discard("fx")  # symbolic tracing calls neither torch.zeros with traced sizes nor len
     if "new_zeros" in call or "torch.zeros" in call:
         return s.to(shape=(s.shape[0], s.shape[1] + 1, s.C), prods=s.prods)
     return s.to(prods=s.prods)
