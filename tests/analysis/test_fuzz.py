@@ -64,15 +64,20 @@ PLAIN = _case(("linear", {"w": 8}), ("act", {}), ("residual", {}), ("head", {}))
 
 
 def test_check_model_agrees_with_check_exact():
-    for seed in range(4):
+    for seed in range(6):
         case = generate(RandomChooser(seed), seed, size=5, skip=PATTERNS)
         program = render(case)
         mod = load(program.source)
         for frontend in program.frontends:
             out = check_model(mod.build, mod.inputs, frontend=frontend, seed=case.seed)
-            res = check_exact(mod.build(), mod.inputs(0), mod.inputs(1), seed=case.seed, frontend=frontend)
+            checks = {f.check for f in out.failures}
+            try:
+                res = check_exact(mod.build(), mod.inputs(0), mod.inputs(1), seed=case.seed, frontend=frontend)
+            except otograph.OtographError as e:  # a bug the fuzzer must report too
+                assert checks & {"trace", "analysis", "compress"}, (e, out.failures)
+                continue
             assert out.removed == sum(len(u) for u in res.units.values())
-            assert res.ok == (not {f.check for f in out.failures} & {"exact", "params"}), (out.failures, res)
+            assert res.ok == (not checks & {"exact", "params"}), (out.failures, res)
 
 
 def test_snapshot_sees_every_change_an_analysis_could_make():
