@@ -86,24 +86,72 @@ def _note(r: CaseResult, minimised: bool) -> str:
     return "\n".join(parts)
 
 
+class _Failures:
+    """Failing cases grouped by kind: which to shrink, and the distinct failures they shrink to."""
+
+    def __init__(self, shrinks: int):
+        self.shrinks = shrinks
+        self.started: Counter = Counter()  # rough signature (check, frontend, patterns, gist) → shrinks started
+        self.count: Counter = Counter()  # rough signature → failing cases
+        self.first_path: dict = {}  # rough signature → the first (unminimised) repro
+        self.reached: dict = defaultdict(list)  # rough signature → distinct signatures its shrinks reached
+        self.distinct: dict = {}  # signature → {"path", "minimised", "steps", "count"}
+
+    def add(self, r: CaseResult, path: Path) -> tuple | None:
+        """Count a failing case; its rough signature if it should be shrunk."""
+        rough = (r.primary.check, r.primary.frontend, tuple(sorted(r.program.patterns)), _gist(r.primary.message))
+        self.count[rough] += 1
+        self.first_path.setdefault(rough, str(path))
+        if self.started[rough] < self.shrinks:
+            self.started[rough] += 1
+            return rough
+        return None
+
+    def shrunk(self, rough: tuple, small, failure: Failure, path: Path, minimised: bool) -> None:
+        sig, steps = signature(small, failure), len(render(small).kinds)
+        old = self.distinct.get(sig)
+        if old is None or steps < old["steps"]:
+            self.distinct[sig] = {"path": str(path), "minimised": minimised, "steps": steps,
+                                  "count": old["count"] if old else 0}
+        self.distinct[sig]["count"] += 1
+        self.reached[rough].append(sig)
+
+    def repros(self) -> list:
+        """(signature, path, minimised, failing cases) of each distinct failure; a failure that was not
+        shrunk counts with the first shrink of its kind."""
+        distinct = {k: dict(v) for k, v in self.distinct.items()}
+        for rough, n in self.count.items():
+            unshrunk = n - len(self.reached.get(rough, []))
+            if unshrunk and self.reached.get(rough):
+                distinct[self.reached[rough][0]]["count"] += unshrunk
+            elif unshrunk:
+                distinct[rough] = {"path": self.first_path[rough], "minimised": False, "steps": 0, "count": unshrunk}
+        return [(sig, d["path"], d["minimised"], d["count"]) for sig, d in distinct.items()]
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args: SimpleNamespace) -> tuple[int, Summary]:
-    """Run a campaign; ``args`` has the fields of ``tools/fuzz.py``'s options. Returns (exit status, summary)."""
+    """Run a campaign; ``args`` has the fields of ``tools/fuzz.py``'s options. Returns (exit status, summary).
+
+    Ctrl-C (or SIGTERM) stops it early: the workers are ended and the summary covers the cases done.
+    """
     out = Path(args.out)
     frontends = tuple(args.frontend) if args.frontend else None
     summary, t0 = Summary(), time.perf_counter()
     deadline = t0 + args.minutes * 60 if args.minutes else float("inf")
-    shrinks: Counter = Counter()  # rough signature (check, frontend, patterns, steps) → shrinks started
-    rough_count: Counter = Counter()  # rough signature → failing cases
-    rough_path: dict = {}  # rough signature → the first unminimised repro
-    rough_sigs: dict = defaultdict(list)  # rough signature → distinct signatures its shrinks reached
-    distinct: dict = {}  # signature → {"path", "minimised", "steps", "count"}
+    failures = _Failures(args.shrinks)
     pending: dict = {}
     started = done = 0
     print(f"fuzz: {args.cases} cases, seed {args.seed}, at most {args.size} steps, {args.workers} workers"
           f"{', skipping ' + ', '.join(args.skip) if args.skip else ''}", flush=True)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker, max_tasks_per_child=100) as ex:
-        last_report = time.perf_counter()
+    ex = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             max_tasks_per_child=100)
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    last_report = time.perf_counter()
+    try:
         while True:
             cases_in_flight = sum(1 for kind, *_ in pending.values() if kind == "case")
             while cases_in_flight < 2 * args.workers and started < args.cases and time.perf_counter() < deadline:
@@ -124,37 +172,28 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
                     if r.failures:
                         name = f"case_{args.seed}_{index}"
                         path = write_repro(out, name, r.case, r.primary, note=_note(r, False))
-                        rough = (r.primary.check, r.primary.frontend, tuple(sorted(r.program.patterns)),
-                                 _gist(r.primary.message))
-                        rough_count[rough] += 1
-                        rough_path.setdefault(rough, str(path))
-                        if shrinks[rough] < args.shrinks:
-                            shrinks[rough] += 1
+                        rough = failures.add(r, path)
+                        if rough is not None:
                             f2 = ex.submit(shrink_task, r.case, r.primary, args.shrink_seconds, args.timeout)
                             pending[f2] = ("shrink", index, r, rough, name)
                 else:
                     r, rough, name = rest
                     small, failure = fut.result() or (r.case, r.primary)
                     path = write_repro(out, name, small, failure, note=_note(r, small is not r.case))
-                    sig, steps = signature(small, failure), len(render(small).kinds)
-                    old = distinct.get(sig)
-                    if old is None or steps < old["steps"]:
-                        distinct[sig] = {"path": str(path), "minimised": small is not r.case, "steps": steps,
-                                         "count": old["count"] if old else 0}
-                    distinct[sig]["count"] += 1
-                    rough_sigs[rough].append(sig)
+                    failures.shrunk(rough, small, failure, path, small is not r.case)
             if time.perf_counter() - last_report > 30:
                 last_report = time.perf_counter()
                 shrinking = sum(1 for kind, *_ in pending.values() if kind == "shrink")
                 print(f"  {done}/{started} cases done, {summary.failing} failing, {shrinking} being shrunk, "
                       f"{time.perf_counter() - t0:.0f} s", flush=True)
-    for rough, n in rough_count.items():  # failures not shrunk count with the first shrink of their kind
-        unshrunk = n - len(rough_sigs.get(rough, []))
-        if unshrunk and rough_sigs.get(rough):
-            distinct[rough_sigs[rough][0]]["count"] += unshrunk
-        elif unshrunk:
-            distinct[rough] = {"path": rough_path[rough], "minimised": False, "steps": 0, "count": unshrunk}
-    summary.repros = [(sig, d["path"], d["minimised"], d["count"]) for sig, d in distinct.items()]
+    except KeyboardInterrupt:
+        print(f"  interrupted: {done} cases done", flush=True)
+        for proc in list(getattr(ex, "_processes", {}).values()):  # the workers we started
+            proc.terminate()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        ex.shutdown(wait=True, cancel_futures=True)
+    summary.repros = failures.repros()
     summary.seconds = time.perf_counter() - t0
     text = summary.table()
     print(text)
@@ -162,4 +201,3 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.txt").write_text(text + "\n")
     return (1 if summary.failing else 0), summary
-

@@ -18,7 +18,8 @@ to widen.
 ``params``     the compact model has exactly the parameters left after removing the member slices;
 ``buffers``    after one call each, the compact model's buffers equal the zeroed model's (kept slices);
 ``grad``       in eval mode, the gradients of a random linear loss w.r.t. the inputs and the kept
-               parameters are the zeroed model's, within the same bound per tensor.
+               parameters are the zeroed model's, within the same bound per tensor, and the compact
+               parameters require gradients exactly where the model's do.
 
 These are check_exact's steps (``random_units``, ``zero_``, ``compress``, ``expected_params``, the
 bound of ``Verification.exact``), kept open so the compact model can also be run for gradients and
@@ -162,7 +163,8 @@ def _run(model: torch.nn.Module, example: Any) -> list[torch.Tensor]:
 
 
 def _grads(model: torch.nn.Module, example: Any, seed: int) -> tuple[list, dict, bool]:
-    """Gradients of ``Σ w·y`` (fixed random ``w``) w.r.t. the floating inputs and the parameters (by name)."""
+    """Gradients of ``Σ w·y`` (fixed random ``w``) w.r.t. the floating inputs and the parameters that
+    require them (by name; None for a parameter that does not)."""
     args, kwargs = normalize_inputs(example)
     args = [a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
             for a in args]
@@ -176,7 +178,9 @@ def _grads(model: torch.nn.Module, example: Any, seed: int) -> tuple[list, dict,
     live = isinstance(loss, torch.Tensor) and loss.requires_grad
     grads = torch.autograd.grad(loss, targets, allow_unused=True) if live and targets else [None] * len(targets)
     grads = [torch.zeros_like(t) if gr is None else gr for t, gr in zip(targets, grads, strict=True)]
-    return grads[: len(inputs)], {n: gr for (n, _), gr in zip(params, grads[len(inputs):], strict=True)}, live
+    by_name = {n: None for n, _ in model.named_parameters(remove_duplicate=False)}
+    by_name.update({n: gr for (n, _), gr in zip(params, grads[len(inputs):], strict=True)})
+    return grads[: len(inputs)], by_name, live
 
 
 def _aliases(model: torch.nn.Module) -> dict[str, list[str]]:
@@ -378,6 +382,12 @@ def _check_grads(res: Outcome, ref, compact, fresh, keep: dict, seed: int, remov
         mine = _counterpart(name, gp_ref)
         if mine is None:
             bad.append(f"compact parameter {name} is not a parameter of the model")
+            continue
+        if (gp_ref[mine] is None) != (b is None):
+            bad.append(f"{name} requires_grad is {b is not None} in the compact model, {gp_ref[mine] is not None} "
+                       f"in the model")
+            continue
+        if b is None:
             continue
         ok, d, m = _close(_kept(gp_ref[mine], [*aliases.get(mine, [mine]), name], keep), b)
         if not ok:

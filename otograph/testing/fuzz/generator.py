@@ -33,7 +33,7 @@ __all__ = ["Program", "PATTERNS", "WRAPPERS", "generate", "render", "load", "val
 
 #: the patterns of issue 13 (``--skip`` takes these names, or step kinds)
 PATTERNS = ("inplace", "buffer", "no_grad", "autograd_fn", "wrapper", "dtype", "tied", "trap", "train_mode",
-            "python_control")
+            "python_control", "frozen")
 WRAPPERS = ("module", "sequential", "dataparallel", "compile")
 _PREFIX = {None: "", "module": "inner.", "sequential": "0.", "dataparallel": "module.", "compile": "_orig_mod."}
 _WRAP = {None: "model", "module": "Wrapper(model)", "sequential": "nn.Sequential(model)",
@@ -132,7 +132,8 @@ def generate(ch: Chooser, seed: int, *, size: int = 8, skip: Iterable[str] = (),
             if add(ch.weighted([k.name for k in kinds], weights)):
                 break
     add("head")
-    return Case(seed, mode, dims, tuple(steps), side, vocab, wrapper, dtype_after_trace, train_mode)
+    frozen = ch.integer(1, 3) if "frozen" not in skip and ch.chance(often("frozen", 0.08)) else 0
+    return Case(seed, mode, dims, tuple(steps), side, vocab, wrapper, dtype_after_trace, train_mode, frozen)
 
 
 def render(case: Case) -> Program:
@@ -147,6 +148,7 @@ def render(case: Case) -> Program:
     patterns |= {"wrapper"} if case.wrapper else set()
     patterns |= {"dtype"} if case.dtype_after_trace else set()
     patterns |= {"train_mode"} if case.train_mode else set()
+    patterns |= {"frozen"} if case.frozen else set()
     prefix = _PREFIX[case.wrapper]
     traps = tuple((prefix + param, axis, pos, why) for param, axis, pos, why in em.traps)
     frontends = tuple(f for f in ("fx", "export") if f in em.frontends)
@@ -156,7 +158,7 @@ def render(case: Case) -> Program:
 def _assemble(case: Case, em: Emitter, kinds: list[str]) -> str:
     args = "x, v" if case.side else "x"
     options = [f"wrapper={case.wrapper}"] * bool(case.wrapper) + ["dtype after tracing"] * case.dtype_after_trace + \
-        ["train mode"] * case.train_mode
+        ["train mode"] * case.train_mode + [f"{case.frozen} frozen parameters"] * bool(case.frozen)
     doc = f"otograph fuzz case {case.seed}: {' → '.join(kinds) or 'identity'}" + \
         (f" ({', '.join(options)})" if options else "") + "."
     out = [f'"""{doc}"""', "", "import math  # noqa: F401", "", "import torch", "import torch.nn as nn",
@@ -171,8 +173,10 @@ def _assemble(case: Case, em: Emitter, kinds: list[str]) -> str:
         out += ["class Wrapper(nn.Module):", "    def __init__(self, inner):", "        super().__init__()",
                 "        self.inner = inner", "", f"    def forward(self, {args}):", f"        return self.inner({args})",
                 "", ""]
-    out += ["def build():", f"    torch.manual_seed({case.seed})", "    model = Net()", f"    return {_WRAP[case.wrapper]}",
-            "", ""]
+    out += ["def build():", f"    torch.manual_seed({case.seed})", "    model = Net()"]
+    if case.frozen:
+        out += [f"    for p in list(model.parameters())[:{case.frozen}]:", "        p.requires_grad_(False)"]
+    out += [f"    return {_WRAP[case.wrapper]}", "", ""]
     if case.mode == "tok":
         x = f"torch.randint(0, {case.vocab}, (2, {case.dims[0]}), generator=g)"
     else:
@@ -214,8 +218,8 @@ def validate(source: str, seed: int = 0) -> str | None:
             return "non-finite output"
         loss = sum((o * (1 + torch.arange(o.numel(), dtype=o.dtype).view(o.shape) % 3)).sum() for o in outs)
         if isinstance(loss, torch.Tensor) and loss.requires_grad:
-            grads = torch.autograd.grad(loss, [a for a in args if a.requires_grad] + list(ref.parameters()),
-                                        allow_unused=True)
+            targets = [a for a in args if a.requires_grad] + [p for p in ref.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, targets, allow_unused=True) if targets else []
             if not all(bool(g.isfinite().all()) for g in grads if g is not None):
                 return "non-finite gradient"
     except Exception as e:  # noqa: BLE001 - any failure makes the case unusable

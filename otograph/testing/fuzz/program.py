@@ -112,6 +112,7 @@ class Case:
     wrapper: str | None = None  # "module", "sequential", "dataparallel", "compile"
     dtype_after_trace: bool = False  # the space is traced in float32, the check runs in float64
     train_mode: bool = False  # the model is handed to the analysis in train mode
+    frozen: int = 0  # its first ``frozen`` parameters do not require gradients
 
 
 @dataclass(frozen=True)

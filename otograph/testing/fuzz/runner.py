@@ -96,7 +96,8 @@ def shrink(case: Case, failure: Failure, *, seconds: float = 120.0) -> Case:
 
     steps = _ddmin(list(case.steps), lambda s: test(replace(case, steps=tuple(s))), deadline)
     case = replace(case, steps=tuple(steps))
-    for option, simpler in (("wrapper", None), ("dtype_after_trace", False), ("train_mode", False), ("side", 0)):
+    for option, simpler in (("wrapper", None), ("dtype_after_trace", False), ("train_mode", False), ("frozen", 0),
+                            ("side", 0)):
         if getattr(case, option) != simpler and test(replace(case, **{option: simpler})):
             case = replace(case, **{option: simpler})
     for i, st in enumerate(case.steps):
