@@ -25,8 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils._pytree import tree_flatten
 
+import otograph.testing.fuzz.steps_core  # noqa: F401 - the step modules fill VOCAB
+import otograph.testing.fuzz.steps_layout  # noqa: F401
+import otograph.testing.fuzz.steps_mix  # noqa: F401
+import otograph.testing.fuzz.steps_patterns  # noqa: F401
 from otograph.testing.exact import _decorrelate, to_double
-from otograph.testing.fuzz import steps_core, steps_layout, steps_mix, steps_patterns  # noqa: F401 (fill VOCAB)
 from otograph.testing.fuzz.program import VOCAB, Case, Chooser, Emitter, Params, State, Step
 
 __all__ = ["Program", "PATTERNS", "WRAPPERS", "generate", "render", "load", "validate", "initial_state"]
