@@ -17,6 +17,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,6 +130,44 @@ class _Failures:
         return [(sig, d["path"], d["minimised"], d["count"]) for sig, d in distinct.items()]
 
 
+class _Workers:
+    """Worker processes, replaced by fresh ones after ``recycle`` tasks (each case loads new code and
+    torch caches grow). Rather than ``max_tasks_per_child``, which can hang the executor: the old
+    executor finishes what it has while a new one takes the new tasks."""
+
+    def __init__(self, workers: int, recycle: int = 200):
+        self.workers, self.recycle, self.submitted = workers, recycle, 0
+        self.ex = self._new()
+        self.retired: list[ProcessPoolExecutor] = []
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+
+    def replace(self) -> None:
+        """A fresh executor (after a worker process died and broke the current one)."""
+        self.retired.append(self.ex)
+        self.ex = self._new()
+
+    def submit(self, fn, *args):
+        if self.submitted and self.submitted % self.recycle == 0:
+            self.ex.shutdown(wait=False)  # it ends once its tasks are done
+            self.retired.append(self.ex)
+            self.ex = self._new()
+        self.submitted += 1
+        return self.ex.submit(fn, *args)
+
+    def terminate(self) -> None:
+        for ex in [*self.retired, self.ex]:
+            procs = getattr(ex, "_processes", None) or {}
+            for proc in list(procs.values()):  # the processes we started
+                proc.terminate()
+
+    def shutdown(self) -> None:
+        for ex in [*self.retired, self.ex]:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
@@ -147,8 +186,7 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
     started = done = 0
     print(f"fuzz: {args.cases} cases, seed {args.seed}, at most {args.size} steps, {args.workers} workers"
           f"{', skipping ' + ', '.join(args.skip) if args.skip else ''}", flush=True)
-    ex = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             max_tasks_per_child=100)
+    ex = _Workers(args.workers)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     last_report = time.perf_counter()
     try:
@@ -167,7 +205,13 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
                 kind, index, *rest = pending.pop(fut)
                 if kind == "case":
                     done += 1
-                    r = fut.result()
+                    try:
+                        r = fut.result()
+                    except BrokenProcessPool as e:  # a worker died (a crash in torch, or out of memory)
+                        ex.replace()
+                        seed = args.seed * 1_000_000 + index
+                        case = generate(RandomChooser(seed), seed, size=args.size, skip=tuple(args.skip))
+                        r = CaseResult(case, render(case), [Outcome("-", [Failure("crash", "-", repr(e))])])
                     summary.add(r)
                     if r.failures:
                         name = f"case_{args.seed}_{index}"
@@ -178,7 +222,11 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
                             pending[f2] = ("shrink", index, r, rough, name)
                 else:
                     r, rough, name = rest
-                    small, failure = fut.result() or (r.case, r.primary)
+                    try:
+                        small, failure = fut.result() or (r.case, r.primary)
+                    except BrokenProcessPool:
+                        ex.replace()
+                        small, failure = r.case, r.primary
                     path = write_repro(out, name, small, failure, note=_note(r, small is not r.case))
                     failures.shrunk(rough, small, failure, path, small is not r.case)
             if time.perf_counter() - last_report > 30:
@@ -188,11 +236,10 @@ def run(args: SimpleNamespace) -> tuple[int, Summary]:
                       f"{time.perf_counter() - t0:.0f} s", flush=True)
     except KeyboardInterrupt:
         print(f"  interrupted: {done} cases done", flush=True)
-        for proc in list(getattr(ex, "_processes", {}).values()):  # the workers we started
-            proc.terminate()
+        ex.terminate()
     finally:
         signal.signal(signal.SIGTERM, old_term)
-        ex.shutdown(wait=True, cancel_futures=True)
+        ex.shutdown()
     summary.repros = failures.repros()
     summary.seconds = time.perf_counter() - t0
     text = summary.table()

@@ -12,8 +12,8 @@ from otograph.testing.fuzz.runner import CaseResult
 
 __all__ = ["Summary", "FAILURE_CHECKS"]
 
-#: every way a case can fail (the checks, plus a case that ran past its time limit)
-FAILURE_CHECKS = (*CHECKS, "timeout")
+#: every way a case can fail (the checks, a case that ran past its time limit, a worker process that died)
+FAILURE_CHECKS = (*CHECKS, "timeout", "crash")
 
 
 @dataclass
