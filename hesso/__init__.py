@@ -7,11 +7,12 @@ search space to exactly zero, so ``otograph.compress`` can remove them.
 """
 
 from hesso.cric import CRIC
+from hesso.distill import Teacher, distillation_loss, feature_loss
 from hesso.optimizer import HESSO
 from hesso.schedule import Schedule
 from hesso.target import Target
 
-__all__ = ["HESSO", "HESSOCRIC", "CRIC", "Schedule", "Target"]
+__all__ = ["HESSO", "HESSOCRIC", "CRIC", "Schedule", "Target", "Teacher", "distillation_loss", "feature_loss"]
 
 
 def HESSOCRIC(model, space, *, cric: CRIC | None = None, **kwargs) -> HESSO:  # noqa: N802

@@ -4,9 +4,9 @@ The base step (SGD, Adam or AdamW) is *the* ``torch.optim`` optimizer, held insi
 ``param_groups`` and ``state`` with this object, so with pruning off HESSO is bit-identical to
 it and learning-rate schedulers, per-group weight decay and closures work unchanged. Around it:
 
-* at the first step of each pruning period, the saliency of every prunable unit is computed
-  (:mod:`hesso.saliency`) and the lowest units up to the period's budget are marked redundant
-  (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
+* at the first step of each pruning period, the saliency of every prunable unit is measured from
+  the base step just taken (:mod:`hesso.saliency`) and the lowest units up to the period's budget
+  are marked redundant (:mod:`hesso.budget`), or, with ``cric=``, tested first (:mod:`hesso.cric`);
 * after each base step of the period, every producer slice of a redundant unit is multiplied by
   ``(D-t-1)/(D-t)`` (one gather and one ``_foreach_mul_``), reaching exactly zero at ``t = D-1``;
 * pruned units are held at exactly zero: their gradients are masked before the base step and
@@ -14,6 +14,11 @@ it and learning-rate schedulers, per-group weight decay and closures work unchan
   at zero (this masks ``p.grad`` in place for those slices). Members the search space marks
   ``grad_free`` (their gradient is exactly zero once the whole unit is zero, as for conv rows
   feeding a zeroed norm) are not masked: that pass is the only per-step cost of holding.
+
+Sharded parameters (FSDP2's ``DTensor``) are read and written through their local shards; the
+per-unit sums of a step that measures saliency are added over the ranks with one ``all_reduce``
+of a ``(3, U+1)`` float64 buffer (:mod:`hesso.distributed`), so every rank chooses the same units.
+No other step communicates.
 
 HESSO writes only the optimizer's own parameters (see :class:`HESSO`): a prunable group with a
 producer it was not given (frozen, left out of ``params=``, or a buffer) is excluded from pruning,
@@ -30,8 +35,9 @@ import torch
 from torch import nn
 
 from hesso import saliency
-from hesso.budget import Budget, select
+from hesso.budget import Budget, ExactReduction, ranked_chunks, select, select_exact
 from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
+from hesso.distributed import Reducer
 from hesso.schedule import Schedule, decay_factor
 from hesso.space import SpaceLike
 from hesso.target import Target
@@ -72,7 +78,8 @@ class HESSO(torch.optim.Optimizer):
     maps each excluded group to the reason; ``summary()`` lists them; one warning is logged.
 
     Args:
-        model: the model the space was built for (a DDP wrapper is unwrapped).
+        model: the model the space was built for (a DDP wrapper is unwrapped; under FSDP2 the sharded
+            model, whose parameters HESSO reads and writes through their local shards).
         space: a search space (:class:`~hesso.space.SpaceLike`, e.g. ``otograph.search_space(...)``);
             only its prunable groups are pruned.
         params: parameters or parameter-group dicts (default: the model's parameters that require grad).
@@ -148,7 +155,12 @@ class HESSO(torch.optim.Optimizer):
                     "params": self.layout.unit_params}[kind]
             total = {"units": U, "flops": space.total_flops, "params": space.total_params}[kind]
             self.budget = Budget(kind, self.target.fraction, cost, total, pruning_periods)
-            if self.budget.target > float(cost.sum()):
+            self._exact = None
+            if kind != "units" and getattr(space, "costs", None) is not None:
+                self._exact = ExactReduction(space.costs, kind, [g.id for g in self.layout.groups],
+                                             self.layout.offsets)
+                self._check_feasible(group_divisible)
+            elif self.budget.target > float(cost.sum()):
                 log.warning("the %s target %s exceeds what all included prunable units carry (%s); "
                             "HESSO will remove what it can", kind, f"{self.budget.target:,.0f}",
                             f"{float(cost.sum()):,.0f}")
@@ -158,6 +170,8 @@ class HESSO(torch.optim.Optimizer):
         self._cric_steps = (self.cric.steps_per_cycle(self.schedule.duration)
                             if self.cric is not None and self.schedule is not None else 0)
 
+        self._probe = saliency.Probe(self.layout.slots, U)
+        self._reducer = Reducer.for_tensors(s.tensor for s in self.layout.slots)
         self._k = 0
         self._status = torch.zeros(U, dtype=torch.long)
         self._scores = torch.zeros(U, dtype=torch.float64)
@@ -206,29 +220,54 @@ class HESSO(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         phase = self.schedule.phase(self._k) if self.schedule is not None else None
-        if self._hold is not None:
-            self._hold.mul_(_grad)
-        if phase is not None:
-            period, t = phase
-            if t == 0:
-                self._begin_period(period)
-            elif self._run is not None:
-                self._run.record(self.compute_scores())
+        self.mask_pruned_grads()
+        measure = phase is not None and (phase[1] == 0 or self._run is not None)
+        snapshot = take_snapshot(self._params(), self.state) if (
+            phase is not None and phase[1] == 0 and self.cric is not None) else None
         self._base.step()
         if phase is not None:
-            self._after_base_step(*phase)
+            period, t = phase
+            scores = self._measure_scores() if measure else None
+            if t == 0:
+                self._begin_period(period, scores, snapshot)
+            elif self._run is not None:
+                self._run.record(scores)
+            self._after_base_step(period, t)
         self._k += 1
         return loss
 
-    def _begin_period(self, period: int) -> None:
-        scores = self.compute_scores()
+    @torch.no_grad()
+    def mask_pruned_grads(self) -> None:
+        """Zero the gradients of pruned units now (``step`` does it anyway; idempotent).
+
+        Call it before ``clip_grad_norm_`` to keep the pruned units' gradients, which the step
+        discards, out of the clipping norm.
+        """
+        if self._hold is not None:
+            self._hold.mul_(_grad)
+
+    @property
+    def collectives(self) -> int:
+        """Collectives issued so far (one ``all_reduce`` per saliency step when parameters are sharded)."""
+        return 0 if self._reducer is None else self._reducer.calls
+
+    def _measure_scores(self) -> torch.Tensor:
+        """Saliency of the step just taken, summed over the ranks, criteria combined (float64, ``U``)."""
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        acc = self._probe.measure(self.variant, group_of, self.state)
+        if self._reducer is not None:
+            acc = self._reducer.all_reduce(acc)
+        xx, dd, xd = acc.cpu()[:, :self.layout.num_units]
+        return saliency.combine(saliency.criteria(xx, dd, xd, self.layout.unit_size), self.weights)
+
+    def _begin_period(self, period: int, scores: torch.Tensor, snapshot: list[dict[str, Any]] | None) -> None:
         self._scores = scores
         chosen = self._choose(scores, period)
         self._decay_from = 0
         if self.cric is not None and chosen.numel():
             candidates = torch.zeros(self.layout.num_units, dtype=torch.bool)
             candidates[chosen] = True
-            self._run = CricRun(candidates, take_snapshot(self._params(), self.state))
+            self._run = CricRun(candidates, snapshot)
             self._run.record(scores)
             log.debug("period %d: CRIC starts with %d candidates", period, chosen.numel())
         else:
@@ -238,9 +277,26 @@ class HESSO(torch.optim.Optimizer):
 
     def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
         alive = self._status == ACTIVE
+        if self._exact is not None:  # the compact model's true cost, each weight counted once
+            return select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
+                                self.budget.period_target(period, 0.0), slack=0.005 * self._exact.total)
         removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
         target = self.budget.period_target(period, removed)
         return select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+
+    def _check_feasible(self, group_divisible: int) -> None:
+        """A target no set of units reaches is refused now, with the most that can be removed."""
+        U = self.layout.num_units
+        ids, _ = ranked_chunks(torch.zeros(U), torch.ones(U, dtype=torch.bool), self.layout.offsets,
+                               self.layout.divisors)
+        mask = torch.zeros(U, dtype=torch.bool)
+        mask[ids] = True
+        most = self._exact(mask) / max(1.0, self._exact.total)
+        if self.target.fraction > most:
+            raise ValueError(
+                f"a {self.target.fraction:.1%} {self.target.kind} reduction cannot be reached: removing every "
+                f"unit HESSO may remove (keeping one{' chunk of ' + str(group_divisible) if group_divisible > 1 else ''} "
+                f"per group) cuts {most:.1%}; ask for at most that")
 
     def _after_base_step(self, period: int, t: int) -> None:
         D = self.schedule.duration
@@ -287,31 +343,12 @@ class HESSO(torch.optim.Optimizer):
         self._status[redundant] = PRUNED
         self._rebuild()
 
-    # ------------------------------------------------------------------ saliency
-
-    @torch.no_grad()
-    def compute_scores(self) -> torch.Tensor:
-        """Saliency of every unit (float64, ``U``) from the current parameters and gradients."""
-        dirs: dict[int, torch.Tensor] = {}
-        for group in self.param_groups:
-            for p in group["params"]:
-                d = saliency.direction(self.variant, group, p, self.state.get(p, {}))
-                if d is not None:
-                    dirs[id(p)] = d
-        xx, dd, xd = saliency.segment_sums(self.layout.slots, dirs, self.layout.num_units)
-        return saliency.combine(saliency.criteria(xx, dd, xd, self.layout.unit_size), self.weights)
-
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
         """The base optimizer's state dict plus a ``"hesso"`` entry with all of HESSO's state."""
         sd = self._base.state_dict()
-        sd["hesso"] = {
-            "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
-            "decay_from": self._decay_from, "num_units": self.layout.num_units,
-            "excluded": sorted(self.layout.excluded),
-            "cric": None if self._run is None else self._run.state(),
-        }
+        sd["hesso"] = self.pruning_state()
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -320,8 +357,27 @@ class HESSO(torch.optim.Optimizer):
         self._base.load_state_dict(state_dict)
         self._link()
         if h is None:
-            log.warning("loading a state dict without HESSO state: the pruning schedule restarts")
+            log.warning("loading a state dict without HESSO state: the pruning schedule restarts unless "
+                        "load_pruning_state() is called")
             return
+        self.load_pruning_state(h)
+
+    def pruning_state(self) -> dict[str, Any]:
+        """HESSO's own state (step, unit status, scores, CRIC run): the ``"hesso"`` entry of :meth:`state_dict`.
+
+        O(units) and the same on every rank, except a CRIC run's snapshot (the parameters and
+        optimizer state of this rank). Save it next to a ``torch.distributed.checkpoint`` of the
+        base state (``get_optimizer_state_dict`` keeps only ``state`` and ``param_groups``).
+        """
+        return {
+            "step": self._k, "status": self._status.clone(), "scores": self._scores.clone(),
+            "decay_from": self._decay_from, "num_units": self.layout.num_units,
+            "excluded": sorted(self.layout.excluded),
+            "cric": None if self._run is None else self._run.state(),
+        }
+
+    def load_pruning_state(self, h: dict[str, Any]) -> None:
+        """Restore :meth:`pruning_state` (after the base state, as :meth:`load_state_dict` does)."""
         excluded = h.get("excluded")
         if excluded is not None and list(excluded) != sorted(self.layout.excluded):
             raise ValueError(f"state dict was saved with excluded groups {list(excluded)}, this optimizer "
@@ -352,8 +408,7 @@ class HESSO(torch.optim.Optimizer):
         """
         pruned = self._status == PRUNED
         U = max(1, self.layout.num_units)
-        flops = float(self.layout.unit_flops[pruned].sum())
-        params = float(self.layout.unit_params[pruned].sum())
+        flops, params = self._removed_cost(pruned)
         phase = self.schedule.phase(self._k) if self.schedule is not None else None
         if self.schedule is None:
             stage = "off"
@@ -370,6 +425,15 @@ class HESSO(torch.optim.Optimizer):
             "flops_removed": flops, "flops_reduction": flops / max(1, self.space.total_flops),
             "params_removed": params, "param_reduction": params / max(1, self.space.total_params),
         }
+
+    def _removed_cost(self, pruned: torch.Tensor) -> tuple[float, float]:
+        """FLOPs and parameters the pruned units take out of the compact model: exact when the
+        search space has a cost model, else the sum of the units' own costs."""
+        costs = getattr(self.space, "costs", None)
+        if costs is None:
+            return float(self.layout.unit_flops[pruned].sum()), float(self.layout.unit_params[pruned].sum())
+        ids = [g.id for g in self.layout.groups]
+        return tuple(ExactReduction(costs, k, ids, self.layout.offsets)(pruned) for k in ("flops", "params"))
 
     def summary(self) -> str:
         """A few readable lines on the schedule and what has been removed."""

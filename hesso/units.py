@@ -10,6 +10,10 @@ order); id ``U`` is a dummy meaning "no unit". Each distinct ``(tensor, axis)`` 
 uses as a producer becomes a :class:`Slot` whose ``index`` maps every position along ``axis`` to a
 global id. Per-unit reductions are then segment sums (``index_add_``) over slots, and per-unit
 factors reach every element with one gather (``index_select``) and a broadcast multiply.
+
+A sharded parameter (a ``DTensor``, e.g. from FSDP2) is seen through its local shard
+(:mod:`hesso.distributed`): a slot's ``index`` covers only the local positions along its axis,
+and every write goes to the local shard.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hesso.distributed import local, shard_span
 from hesso.space import PRODUCER, ROLES, GroupLike, SpaceLike, named_tensors
 
 __all__ = ["Slot", "UnitLayout", "UnitScaler", "exclusions", "named_tensors", "unwrap"]
@@ -36,25 +41,32 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True, eq=False)
 class Slot:
-    """One producer ``(tensor, axis)``; ``index[i]`` is the global unit id of position ``i``."""
+    """One producer ``(tensor, axis)``; ``index[i]`` is the global unit id of local position ``i``.
+
+    ``tensor`` is the parameter itself (a ``DTensor`` when sharded); ``index`` covers the positions
+    of its local shard along ``axis`` (all of them when it is not sharded along ``axis``).
+    """
 
     name: str
     tensor: torch.Tensor
     axis: int
-    index: torch.Tensor  # (size,) long, on the tensor's device; U where no unit
+    index: torch.Tensor  # (local size,) long, on the tensor's device; U where no unit
     #: every member behind this slot says its gradient is exactly zero once its unit is all zero
     #: (e.g. conv rows feeding a norm whose gamma and beta are zero): no masking needed to hold it
     grad_free: bool = False
+    #: whether this rank adds the slot's sums (False on a replica another rank already counts)
+    counts: bool = True
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape that broadcasts a per-position vector along ``axis`` of ``tensor``."""
+        """Shape that broadcasts a per-position vector along ``axis`` of the local shard."""
         shape = [1] * self.tensor.dim()
-        shape[self.axis] = self.tensor.shape[self.axis]
+        shape[self.axis] = self.index.numel()
         return tuple(shape)
 
     def rows(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` (shaped like ``tensor``) as ``(size, -1)``: one row per position along ``axis``."""
+        """``t`` (shaped like ``tensor``) as ``(size, -1)``: one row per local position along ``axis``."""
+        t = local(t)
         return t.movedim(self.axis, 0).reshape(t.shape[self.axis], -1)
 
     def __repr__(self) -> str:
@@ -142,14 +154,21 @@ class UnitLayout:
                     raise ValueError(f"group {g.id!r}: positions of {m.param!r} along axis {axis} "
                                      "already belong to another unit")
                 index[pos] = torch.as_tensor(m.units).long().cpu() + base
-        self.slots: list[Slot] = [
-            Slot(name, t, key[1], index.to(t.device), grad_free[key]) for key, (name, t, index) in by_key.items()
-        ]
         size = torch.zeros(U + 1, dtype=torch.float64)
-        for s in self.slots:
-            per_pos = s.tensor.numel() // max(1, s.tensor.shape[s.axis])
-            size.index_add_(0, s.index.cpu(), torch.full((s.index.numel(),), float(per_pos), dtype=torch.float64))
+        self.slots: list[Slot] = []
+        local_cpu = []
+        for key, (name, t, index) in by_key.items():
+            per_pos = t.numel() // max(1, t.shape[key[1]])
+            size.index_add_(0, index, torch.full((index.numel(),), float(per_pos), dtype=torch.float64))
+            start, length, counts = shard_span(t, key[1])
+            local_cpu.append(index[start:start + length])
+            self.slots.append(Slot(name, t, key[1], local_cpu[-1].to(local(t).device), grad_free[key], counts))
         self.unit_size = size[:U]
+        # every slot's (local) positions end to end, and the slot each belongs to: one gather finds
+        # the slots that some set of units touches
+        self._all_index = torch.cat(local_cpu) if local_cpu else torch.zeros(0, dtype=torch.long)
+        self._slot_of = torch.repeat_interleave(torch.arange(len(self.slots)),
+                                                torch.tensor([i.numel() for i in local_cpu], dtype=torch.long))
 
     def group_units(self, gi: int) -> range:
         """Global ids of group ``gi``."""
@@ -166,8 +185,9 @@ class UnitLayout:
     def slots_touching(self, mask: torch.Tensor, skip_grad_free: bool = False) -> list[Slot]:
         """Slots with at least one position in a unit where ``mask`` (``U`` bools) is set."""
         ext = torch.cat([mask.cpu(), torch.zeros(1, dtype=torch.bool)])
-        return [s for s in self.slots
-                if bool(ext[s.index.cpu()].any()) and not (skip_grad_free and s.grad_free)]
+        hit = torch.zeros(len(self.slots), dtype=torch.bool)
+        hit[self._slot_of[ext[self._all_index]]] = True
+        return [s for s, h in zip(self.slots, hit.tolist(), strict=True) if h and not (skip_grad_free and s.grad_free)]
 
     def __repr__(self) -> str:
         excluded = f", {len(self.excluded)} excluded" if self.excluded else ""
@@ -180,7 +200,8 @@ class UnitScaler:
     For each ``(device, dtype)`` the slots' index vectors are concatenated once; a call gathers the
     ``U+1`` factors into one flat buffer (one ``index_select``) whose pieces are broadcastable views,
     then multiplies all tensors with one ``torch._foreach_mul_``. A tensor reached along two axes is
-    multiplied once, by the smaller of its two factors.
+    multiplied once, by the smaller of its two factors. Sharded tensors are multiplied on their
+    local shards.
     """
 
     def __init__(self, slots: Sequence[Slot]):
@@ -222,7 +243,7 @@ class UnitScaler:
         """Multiply the slots' tensors, or ``tensors_of(tensor)`` (e.g. its grad), by the loaded factor."""
         for _, _, ts, vs in self._buckets:
             pairs = [(t if tensors_of is None else tensors_of(t), v) for t, v in zip(ts, vs, strict=True)]
-            pairs = [(t, v) for t, v in pairs if t is not None]
+            pairs = [(local(t), v) for t, v in pairs if t is not None]
             if pairs:
                 torch._foreach_mul_([t for t, _ in pairs], [v for _, v in pairs])
         for t, vs in self._multi:
@@ -232,7 +253,7 @@ class UnitScaler:
             f = vs[0]
             for v in vs[1:]:
                 f = torch.minimum(f, v)
-            target.mul_(f)
+            local(target).mul_(f)
 
 
 def _cat(ts: list[torch.Tensor]) -> torch.Tensor:

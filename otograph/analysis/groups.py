@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -9,11 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from otograph.analysis.costs import KINDS, build_costs
 from otograph.analysis.engine import Analysis
 from otograph.analysis.slots import flatten_slots, varying_axes
-from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
+from otograph.analysis.space import Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
-from otograph.tracing.values import FLOPS
 
 __all__ = ["AnalysisResult", "build_space"]
 
@@ -85,11 +86,6 @@ def _module_of(param: str) -> str:
     return param.rsplit(".", 1)[0] if "." in param else param
 
 
-def _total_flops(traced) -> int:
-    """FLOPs of the model: the sum of what the shape pass counted for each node."""
-    return int(sum(n.meta.get(FLOPS, 0) for n in traced.gm.graph.nodes))
-
-
 def build_space(an: Analysis) -> SearchSpace:
     """Components of the unions → units; units with the same members → groups; costs per unit."""
     labels = _align(an, an.table.size)
@@ -105,15 +101,19 @@ def build_space(an: Analysis) -> SearchSpace:
     used_ids: dict[str, int] = {}
     for (eis, is_pinned), comps in sorted(by_key.items(), key=lambda kv: min(kv[1])):
         comps = sorted(comps)
-        g = _group(an, labels, [entries[i] for i in eis], comps, params, used_ids,
+        g = _group(an, labels, [entries[i] for i in eis], comps, used_ids,
                    next((pinned[c] for c in comps if c in pinned), None) if is_pinned else None)
         unit_comp.update({(g.id, u): c for u, c in enumerate(comps)})
         groups.append(g)
+    costs = build_costs(an, labels, unit_comp, [g.id for g in groups])
+    saved = {k: costs.unit_savings(k, [g.num_units for g in groups]) for k in KINDS}
+    groups = [dataclasses.replace(g, unit_params=torch.from_numpy(saved["params"][i]),
+                                  unit_flops=torch.from_numpy(saved["flops"][i])) for i, g in enumerate(groups)]
     result = AnalysisResult(an, labels, unit_comp)
     _annotate(an, result, groups)
-    return SearchSpace(groups, sum(p.numel() for p in params.values()), _total_flops(an.traced),
-                       tuple(sorted(set(an.opaque_ops.values()))), an.traced, result,
-                       prunable_params=_prunable_params(groups, params), graph=an.graph)
+    return SearchSpace(groups, costs.total("params"), costs.total("flops"), tuple(sorted(set(an.opaque_ops.values()))),
+                       an.traced, result, prunable_params=_prunable_params(groups, params), graph=an.graph,
+                       costs=costs)
 
 
 def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> dict[int, list[int]]:
@@ -161,27 +161,20 @@ def _pinned(an: Analysis, labels: np.ndarray, comp_entries: dict[int, list[int]]
     return pinned
 
 
-def _group(an: Analysis, labels: np.ndarray, entries: list, comps: list[int], params: dict, used_ids: dict,
+def _group(an: Analysis, labels: np.ndarray, entries: list, comps: list[int], used_ids: dict,
            reason: str | None) -> Group:
-    """One group: its members (positions and units per tensor axis) and what each unit costs."""
+    """One group and its members (positions and units per tensor axis); costs come later."""
     comp_unit = np.full(labels.shape[0], -1, np.int64)
     comp_unit[comps] = np.arange(len(comps))
-    members, uparams, uflops = [], np.zeros(len(comps)), np.zeros(len(comps))
+    members = []
     for e in entries:
         lab = labels[e.ids]
         mask = np.isin(lab, comps)
-        pos = np.nonzero(mask)[0]
         units = comp_unit[lab[mask]]
-        members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
+        members.append(Member(e.param, e.axis, torch.from_numpy(np.nonzero(mask)[0]), torch.from_numpy(units.copy()),
                               e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
-        t = params.get(e.param)
-        if t is None or e.role == BUFFER:
-            continue
-        np.add.at(uparams, units, t.numel() // t.shape[e.axis])
-        if e.param in an.weight_flops:
-            np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
-    return Group(_group_id(members, used_ids), len(comps), tuple(members), reason is None, reason,
-                 torch.from_numpy(uparams), torch.from_numpy(uflops))
+    zeros = torch.zeros(len(comps), dtype=torch.float64)
+    return Group(_group_id(members, used_ids), len(comps), tuple(members), reason is None, reason, zeros, zeros)
 
 
 def _prunable_params(groups: list[Group], params: dict) -> int:

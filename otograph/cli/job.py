@@ -22,8 +22,10 @@ from torch import nn
 import otograph
 from hesso import HESSO
 from otograph.analysis import SearchSpace
-from otograph.cli.options import PruneOptions
+from otograph.cli.checks import batch_pair, check_data, check_trainable, traced_space
+from otograph.cli.options import OptionError, PruneOptions
 from otograph.cli.record import (
+    RUN_JSON,
     DataInfo,
     Exactness,
     Files,
@@ -39,13 +41,12 @@ from otograph.cli.report_md import render_report
 from otograph.cli.specs import (
     LoadedData,
     LoadedModel,
-    frontend_for,
     load_data,
     load_model,
     peek_num_classes,
-    resolve_leaves,
 )
-from otograph.cli.training import History, base_optimizer, evaluate, train
+from otograph.cli.training import History, TrainingError, base_optimizer, evaluate, train
+from otograph.errors import RewriteError
 from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_text
 from otograph.report.measure import measure
 from otograph.report.plots import Panel, Series, save_chart
@@ -53,11 +54,15 @@ from otograph.report.tables import space_table
 from otograph.rewrite.save import export_program, save_compact
 from otograph.tracing.values import normalize_inputs
 
-__all__ = ["prune", "Trained", "Compressed"]
+__all__ = ["prune", "Trained", "Compressed", "RUN_FILES"]
 
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+
+#: What a run folder may hold: ``--force`` replaces a folder with ``run.json`` and nothing else.
+RUN_FILES = frozenset({"report.md", "model.pt2", "model.py", "state_dict.pt", "reference.pt2", "search_space.svg",
+                       "search_space.dot", "training.png", "run.json", "removed_units.json", "__pycache__"})
 
 
 @dataclass
@@ -83,15 +88,15 @@ class Compressed:
 def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     """Run the job; returns its record (also written as ``run.json``). Fails before any work on bad input."""
     t_start = time.perf_counter()
-    refuse_existing(o.out, o.force)
-    loaded, data = load(o)
+    refuse_existing(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES)
+    loaded, data = load(o, say)
     say(f"tracing {o.model} ({type(loaded.model).__name__}) with input {loaded.input_shape}")
-    space = search_space(o, loaded)
+    space = search_space(o, loaded, say)
     say(f"search space: {space!r}")
     schedule = pruning_schedule(o, len(data.train))
     model, one = loaded.model, _one(loaded.example_inputs)
     init_state = copy.deepcopy(model.state_dict())
-    with staged_dir(o.out, o.force) as stage:
+    with staged_dir(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES) as stage:
         dense = train_dense(o, model, data) if o.baseline else None
         model.load_state_dict(init_state)
         pruned = train_hesso(o, model, space, data, schedule, say)
@@ -114,23 +119,24 @@ def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     return record
 
 
-def load(o: PruneOptions) -> tuple[LoadedModel, LoadedData]:
-    """Set threads and seed, build the model (with the data's class count) and the data loaders."""
+def load(o: PruneOptions, say: Say = log.info) -> tuple[LoadedModel, LoadedData]:
+    """Set threads and seed, build the model (with the data's class count) and the data loaders, and
+    check they fit each other (:func:`~otograph.cli.checks.check_data`)."""
     threads = o.threads or (1 if o.model in ("default", "") else None)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(o.seed)
     nc = peek_num_classes(o.data)
     loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
+    check_trainable(loaded)
     data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
+    check_data(loaded, data, o.input_shape is not None, say)
     return loaded, data
 
 
-def search_space(o: PruneOptions, loaded: LoadedModel) -> SearchSpace:
+def search_space(o: PruneOptions, loaded: LoadedModel, say: Say = log.info) -> SearchSpace:
     """Trace the model (``--leaf`` resolved against it) and check the budget can be met."""
-    leaves = resolve_leaves(loaded.model, o.leaf_modules)
-    space = otograph.search_space(loaded.model, loaded.example_inputs, leaf_modules=leaves,
-                                  frontend=frontend_for(loaded, o.frontend))
+    space = traced_space(loaded, o.leaf_modules, o.frontend, say)
     if not space.prunable_groups:
         raise otograph.OtographError(f"{o.model}: no prunable group was found, nothing to prune:\n{space_table(space)}")
     if o.target.kind == "flops" and not any(float(g.unit_flops.sum()) > 0 for g in space.prunable_groups):
@@ -140,10 +146,21 @@ def search_space(o: PruneOptions, loaded: LoadedModel) -> SearchSpace:
 
 
 def pruning_schedule(o: PruneOptions, steps_per_epoch: int) -> Schedule:
-    """The pruning periods: they start after ``pruning_start`` of all steps and cover ``pruning_span``."""
+    """The pruning periods: they start after ``pruning_start`` of all steps and cover ``pruning_span``
+    (at least one step per period), moved earlier where needed so that they end by the last step.
+
+    >>> pruning_schedule(PruneOptions(epochs=10), 23)
+    Schedule(start_step=23, steps=92, periods=4)
+    >>> pruning_schedule(PruneOptions(epochs=3, periods=12), 4)
+    Schedule(start_step=0, steps=12, periods=12)
+    """
     total = o.epochs * steps_per_epoch
-    return Schedule(start_step=int(round(o.pruning_start * total)),
-                    steps=max(o.periods, int(round(o.pruning_span * total))), periods=o.periods)
+    if total < o.periods:
+        raise OptionError(f"{o.epochs} epoch(s) of {steps_per_epoch} batch(es) are {total} training step(s), fewer "
+                          f"than the {o.periods} pruning periods (--periods), so the budget could not be reached",
+                          hint=f"train for more steps (more --epochs, a smaller --batch-size) or give --periods {total}")
+    steps = min(total, max(o.periods, int(round(o.pruning_span * total))))
+    return Schedule(start_step=min(int(round(o.pruning_start * total)), total - steps), steps=steps, periods=o.periods)
 
 
 def train_dense(o: PruneOptions, model: nn.Module, data: LoadedData) -> Trained:
@@ -170,6 +187,10 @@ def train_hesso(o: PruneOptions, model: nn.Module, space: SearchSpace, data: Loa
     model.eval()
     accuracy = evaluate(model, data.val)
     say(opt.summary())
+    if opt.metrics()["stage"] != "done":  # the schedule fits the steps; a shorter loader would end early
+        raise TrainingError(f"training ended at step {len(hist.step)} before HESSO's pruning periods did "
+                            f"(stage {opt.metrics()['stage']!r}, periods {schedule.ranges()}), so the budget was not "
+                            f"reached", hint="check that the training loader yields len(loader) batches every epoch")
     return Trained(hist, seconds, accuracy, opt.metrics())
 
 
@@ -184,21 +205,44 @@ def compress_and_verify(model: nn.Module, space: SearchSpace, data: LoadedData, 
     return Compressed(compact, removed, accuracy, ex)
 
 
+#: The exactness bound, as in :attr:`otograph.rewrite.verify.Verification.exact` (float64).
+BOUND_TEXT = "1e-9·max(1, max|y|)"
+
+
 @torch.no_grad()
 def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512) -> Exactness:
-    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs."""
-    xs = []
-    for x, _ in data.val:
-        xs.append(x)
-        if sum(len(t) for t in xs) >= limit:
-            break
-    x = torch.cat(xs)[:limit]
-    v32 = otograph.verify(full, compact, x)
-    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
+    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs.
+
+    A gate, not a measurement only: a trained model whose outputs are not finite raises
+    :class:`TrainingError`, and a compact model beyond float rounding of it (the float64 bound of
+    :attr:`~otograph.rewrite.verify.Verification.exact`) raises :class:`~otograph.errors.RewriteError`.
+    """
+    x = _inputs(data.val, limit)
     full.eval()
     compact.eval()
-    same = float((full(x).argmax(1) == compact(x).argmax(1)).float().mean())
+    y = full(x)
+    if not bool(torch.isfinite(y).all()):
+        raise TrainingError(f"the trained model outputs NaN or inf on {len(x)} validation inputs, so it cannot "
+                            f"be compressed or checked", hint="train more gently: a smaller --lr")
+    v32 = otograph.verify(full, compact, x)
+    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
+    same = float((y.argmax(1) == compact(x).argmax(1)).float().mean())
+    if not v64.exact:
+        raise RewriteError(
+            f"the compact model does not compute what the trained model computes: max |Δ| {v64.max_abs:.3g} in "
+            f"float64 on {len(x)} validation inputs (bound {BOUND_TEXT} = {1e-9 * max(1.0, v64.max_ref):.3g}), "
+            f"predictions agree on {same:.2%}; the run was not saved",
+            hint="this is a bug in otograph: please report it with the model spec and `otograph trace MODEL --json`")
     return Exactness(len(x), v32.max_abs, v32.max_rel, v64.max_abs, v64.max_rel, same)
+
+
+def _inputs(loader, limit: int) -> torch.Tensor:
+    xs: list[torch.Tensor] = []
+    for batch in loader:
+        xs.append(batch_pair(batch, "the validation data")[0])
+        if sum(len(t) for t in xs) >= limit:
+            break
+    return torch.cat(xs)[:limit]
 
 
 def save_files(stage: Path, o: PruneOptions, model: nn.Module, example: Any, comp: Compressed,
@@ -260,7 +304,8 @@ def training_info(o: PruneOptions, steps_per_epoch: int, schedule: Schedule, den
 def space_info(space: SearchSpace, removed: dict[str, list[int]]) -> SpaceInfo:
     return SpaceInfo(groups=len(space.groups), prunable=len(space.prunable_groups),
                      units=sum(g.num_units for g in space.groups),
-                     units_removed=sum(len(v) for v in removed.values()), opaque=list(space.opaque))
+                     units_removed=sum(len(v) for v in removed.values()), opaque=list(space.opaque),
+                     frontend=space.traced.frontend)
 
 
 def group_outcomes(space: SearchSpace, removed: dict[str, list[int]]) -> list[GroupOutcome]:

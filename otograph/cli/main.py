@@ -8,7 +8,8 @@
     otograph report runs/default
 
 This module parses the flags, dispatches to :mod:`otograph.cli.commands`, and turns otograph's
-errors into one readable message and exit status 2 (130 on Ctrl-C).
+errors into one readable message and exit status 2 (130 on Ctrl-C, 141 when stdout is closed, 1 with
+one ``internal error`` line for a bug).
 """
 
 from __future__ import annotations
@@ -118,27 +119,59 @@ def trace_hint(e: TraceError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``otograph ARGV``; returns the exit status."""
-    from otograph.cli import commands
-
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if os.getcwd() not in sys.path:  # like `python -m`: module.path:factory specs resolve from here
-        sys.path.insert(0, os.getcwd())
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    if args.command is None:
-        ap.print_help()
-        return 2
-    handler = {"trace": commands.trace, "viz": commands.viz, "prune": commands.prune, "verify": commands.verify,
-               "report": commands.report}[args.command]
+    """Run ``otograph ARGV``; returns the exit status: 0, 1 (verify found a difference, or a bug in
+    otograph), 2 (an error in the input, one line), 130 (Ctrl-C), 141 (stdout closed)."""
+    verbose = False
     try:
-        return handler(args)
+        ap = build_parser()
+        args = ap.parse_args(argv)
+        verbose = args.verbose
+        return _run(ap, args)
     except KeyboardInterrupt:
         _err("interrupted; nothing half-written was left behind")
         return 130
+    except BrokenPipeError:  # `otograph trace --json | head -1`: the reader is gone, so is the rest
+        _silence_stdout()
+        return 141
     except TraceError as e:
         _err(f"{e}{trace_hint(e)}")
         return 2
     except (OtographError, ValueError, FileNotFoundError) as e:
         _err(str(e))
         return 2
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with -v
+        if verbose:
+            logging.getLogger("otograph.cli").exception("internal error")
+        _err(f"internal error (a bug in otograph, please report it): {type(e).__name__}: {_first_line(e)}"
+             + ("" if verbose else "; rerun with -v for the traceback"))
+        return 1
+
+
+def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from otograph.cli import commands
+
+    if os.getcwd() not in sys.path:  # like `python -m`: module.path:factory specs resolve from here
+        sys.path.insert(0, os.getcwd())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if not args.verbose:  # torch's own warnings (graph dumps of a failed export) bury the one-line error
+        logging.getLogger("torch").setLevel(logging.ERROR)
+    if args.command is None:
+        ap.print_help()
+        return 2
+    handler = {"trace": commands.trace, "viz": commands.viz, "prune": commands.prune, "verify": commands.verify,
+               "report": commands.report}[args.command]
+    return handler(args)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (captured in tests)
+        pass

@@ -6,8 +6,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from hesso import Target
+from otograph.errors import OtographError
 
-__all__ = ["PruneOptions", "DEFAULT_TARGET"]
+__all__ = ["PruneOptions", "OptionError", "DEFAULT_TARGET", "at_least"]
+
+
+class OptionError(OtographError):
+    """A command-line flag has a value that cannot be used."""
+
+
+def at_least(flag: str, value: float | None, low: float, *, above: bool = False) -> None:
+    """Refuse ``flag``'s ``value`` below ``low`` (or not above it); None (not given) passes.
+
+    >>> at_least("--epochs", 0, 1)
+    Traceback (most recent call last):
+    otograph.cli.options.OptionError: --epochs must be ≥ 1, got 0
+    """
+    if value is None:
+        return
+    ok = value > low if above else value >= low
+    if not ok or value != value:  # NaN
+        raise OptionError(f"{flag} must be {'>' if above else '≥'} {low:g}, got {value:g}")
 
 #: The budget when none is given: remove 65 % of the FLOPs.
 DEFAULT_TARGET = Target("flops", 0.65)

@@ -26,7 +26,7 @@ from otograph.cli.specs import SpecError
 from otograph.cli.training import History
 from otograph.report.measure import Measurement
 
-__all__ = ["RunRecord", "ModelInfo", "DataInfo", "Schedule", "TrainingInfo", "Exactness", "SpaceInfo",
+__all__ = ["RUN_JSON", "RunRecord", "ModelInfo", "DataInfo", "Schedule", "TrainingInfo", "Exactness", "SpaceInfo",
            "GroupOutcome", "Histories", "Files", "to_plain", "from_plain"]
 
 RUN_JSON = "run.json"
@@ -97,6 +97,7 @@ class SpaceInfo:
     units: int
     units_removed: int
     opaque: list[str] = field(default_factory=list)
+    frontend: str | None = None  # the frontend that traced the model ("fx" or "export", also after "auto")
 
 
 @dataclass
@@ -165,9 +166,13 @@ class RunRecord:
     def load(cls, folder: str | Path) -> RunRecord:
         """The record of a folder written by ``otograph prune``."""
         path = Path(folder) / RUN_JSON
-        if not path.exists():
+        if not path.is_file():
             raise SpecError(f"{str(folder)!r} is not a folder written by `otograph prune` (no {RUN_JSON})")
-        return cls.from_json(path.read_text())
+        try:
+            return cls.from_json(path.read_text())
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or not a record of a run
+            why = f"{type(e).__name__}: {e}"
+            raise SpecError(f"{path} is not the record of a prune run ({why[:120]})") from None
 
 
 def _key(f: dataclasses.Field) -> str:

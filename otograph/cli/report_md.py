@@ -8,6 +8,7 @@ from otograph.report.markdown import summary_table
 
 __all__ = ["render_report"]
 
+_TRACER = {"fx": "torch.fx", "export": "torch.export"}
 _TARGET_TEXT = {"flops": "FLOPs reduction", "params": "parameter reduction", "units": "group sparsity"}
 
 
@@ -41,7 +42,8 @@ def _table_notes(r: RunRecord) -> str:
            "trained": " (accuracy of the trained model before compression)"}.get(base, "")
     return (f"*before*: the original architecture{how}; *after*: the compact model written to `model.pt2`. "
             f"FLOPs by `torch.utils.flop_counter` for one sample; latency is the median wall time of a forward "
-            f"pass on this machine's CPU ({r.threads} torch thread(s)).")
+            f"pass on this machine's CPU ({r.threads} torch thread(s)), in brackets the 25th–75th percentile of the "
+            f"timed passes (a change within them is noise).")
 
 
 def _exactness(r: RunRecord) -> str:
@@ -52,15 +54,38 @@ def _exactness(r: RunRecord) -> str:
 
 
 def _files(r: RunRecord) -> list[str]:
-    t = r.training
-    lines = ["## Files", "",
-             "- `model.pt2` — the compact model: `torch.export.load('model.pt2').module()` (plain torch)",
-             "- `model.py` + `state_dict.pt` — the same as Python code: `from model import load; net = load()`"]
-    if r.files.reference:
+    """The files the run wrote, each with how to use it, and only what works."""
+    t, f = r.training, r.files
+    lines = ["## Files", ""]
+    if f.pt2:
+        batch = r.model.input_shape[0] if r.model.input_shape else None
+        how = ("any batch size" if f.dynamic_batch or batch is None else
+               f"only batches of {batch} (the example's batch size: torch.export could not make it dynamic)")
+        lines.append(f"- `model.pt2` — the compact model: `torch.export.load('model.pt2').module()` (plain torch); "
+                     f"it takes {how}")
+    else:
+        lines.append(f"- no `model.pt2`: torch.export failed ({f.pt2_error or 'see the log'})")
+    if f.standalone_py:
+        lines.append("- `model.py` + `state_dict.pt` — the same as plain Python: `from model import load; net = load()`")
+    else:
+        lines.append("- `model.py` — the compact model's fx code, which needs the original model's module classes; "
+                     "`state_dict.pt` — its tensors (`torch.load(..., weights_only=True)`)")
+    if f.reference:
         lines.append("- `reference.pt2` — the trained full-size model, for `otograph verify reference.pt2 model.pt2`")
     dense = f", dense baseline {t.baseline_seconds:.1f} s" if t.baseline == "dense" else ""
     return lines + ["- `run.json` — every number above; `removed_units.json` — the units removed per group",
                     "", f"Wall time {r.wall_seconds:.1f} s (training {t.seconds:.1f} s{dense}).", ""]
+
+
+def _picture(r: RunRecord) -> list[str]:
+    name = r.files.search_space
+    if not name:
+        return []
+    if name.endswith(".dot"):
+        svg = name[:-4] + ".svg"
+        return [f"The picture is `{name}`: graphviz's `dot` program was not installed; "
+                f"`dot -Tsvg {name} -o {svg}` draws it.", ""]
+    return [f"![search space]({name})", ""]
 
 
 def render_report(r: RunRecord) -> str:
@@ -70,8 +95,9 @@ def render_report(r: RunRecord) -> str:
            "", "## Exactness", "", _exactness(r),
            "", "## Search space", "",
            f"{sp.groups} groups ({sp.prunable} prunable, {sp.units} units); {sp.units_removed} units removed. "
-           f"Opaque ops: {', '.join(sp.opaque) or 'none'}.",
-           "", "![search space](search_space.svg)", "", groups_table(r.groups), ""]
+           f"Opaque ops: {', '.join(sp.opaque) or 'none'}." + (f" Traced by {_TRACER[sp.frontend]}." if sp.frontend
+                                                                 in _TRACER else ""),
+           "", *_picture(r), groups_table(r.groups), ""]
     if r.files.training_chart:
         out += ["## Training", "", f"![training]({r.files.training_chart})", "",
                 "Loss and validation accuracy of the HESSO run (and of the dense baseline, dashed), and the share "

@@ -30,6 +30,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,60 @@ def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
     scheme, name, kwargs = parse_spec(spec or DEFAULT_MODEL)
     loader = {"default": _default, "torchvision": _torchvision, "timm": _timm, "factory": _factory,
               "file": _file}[scheme]
-    loaded = loader(name, kwargs, dict(defaults or {}))
+    try:
+        loaded = loader(name, kwargs, dict(defaults or {}))
+    except (TypeError, ValueError) as e:  # a ?k=v key the constructor does not take, or a value it cannot use
+        if isinstance(e, OtographError):
+            raise
+        raise _build_error(spec or DEFAULT_MODEL, kwargs, e) from e
     loaded.spec = spec or DEFAULT_MODEL
     if input_shape is not None:
         loaded.example_inputs = torch.randn(*input_shape)
     if loaded.example_inputs is None:
         raise SpecError(f"{loaded.spec}: no input shape is known for this model; give --input-shape "
                         f"(e.g. --input-shape 1,3,224,224)")
-    loaded.model.eval()
+    to_eval(loaded.model)
     return loaded
+
+
+def to_eval(model: nn.Module) -> None:
+    """``model.eval()``; an exported program's module, eval-only already, refuses the call (torch 2.x)."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        log.debug("%s refuses eval(); it is an eval-only exported module", type(model).__name__)
+
+
+def _build_error(spec: str, kwargs: dict, e: Exception) -> SpecError:
+    """One line for a model that could not be built, with a hint that fits what went wrong."""
+    msg = f"could not build {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+    if bad:
+        close = difflib.get_close_matches(bad.group(1), _keywords(e), n=1)
+        fix = f"did you mean ?{close[0]}={kwargs.get(bad.group(1))}" if close else "remove it from the spec"
+        return SpecError(msg, hint=f"the model takes no argument {bad.group(1)!r}: {fix}")
+    if kwargs:
+        given = ", ".join(f"{k}={v!r} ({type(v).__name__})" for k, v in kwargs.items())
+        return SpecError(msg, hint=f"check the spec's ?k=v values ({given}); values are Python literals "
+                                   f"(num_classes=10, weights=None), anything else is a string")
+    return SpecError(msg)
+
+
+def _keywords(e: Exception) -> list[str]:
+    """Keyword names of the callable named in a ``X.__init__() got an unexpected keyword`` error: it is
+    not entered, so it is looked up among the locals and globals of the frames that called it."""
+    m = re.match(r"(\w+)(?:\.__init__)?\(\)", str(e))
+    if not m:
+        return []
+    names: set[str] = set()
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        for cand in (*frame.f_locals.values(), frame.f_globals.get(m.group(1))):
+            if callable(cand) and getattr(cand, "__name__", None) == m.group(1):
+                names |= _params(cand)
+        tb = tb.tb_next
+    return sorted(names - {"self", "args", "kwargs"})
 
 
 def resolve_leaves(model: nn.Module, names: tuple[str, ...] | list[str]) -> tuple:
@@ -315,10 +361,10 @@ def _imagefolder(spec, root, batch_size, seed, input_shape) -> LoadedData:
     tf = transforms.Compose(steps)
     try:
         if (path / "train").is_dir() and (path / "val").is_dir():
-            train_set = datasets.ImageFolder(str(path / "train"), tf)
-            val_set = datasets.ImageFolder(str(path / "val"), tf)
+            train_set = datasets.ImageFolder(str(path / "train"), tf, loader=_read_image)
+            val_set = _val_folder(datasets, path / "val", tf, train_set.class_to_idx, spec)
         else:
-            full = datasets.ImageFolder(str(path), tf)
+            full = datasets.ImageFolder(str(path), tf, loader=_read_image)
             n_val = max(1, len(full) // 5)
             g = torch.Generator().manual_seed(0)
             train_set, val_set = torch.utils.data.random_split(full, [len(full) - n_val, n_val], generator=g)
@@ -330,3 +376,30 @@ def _imagefolder(spec, root, batch_size, seed, input_shape) -> LoadedData:
     train = loader(train_set, batch_size=batch_size, shuffle=True, generator=g)
     val = loader(val_set, batch_size=batch_size, shuffle=False)
     return LoadedData(train, val, spec, len(train_set.classes))
+
+
+def _val_folder(datasets, root: Path, tf, class_to_idx: dict[str, int], spec: str):
+    """``root`` as an ``ImageFolder`` labelled with the training set's ``class_to_idx`` (a class may be
+    missing from ``val/``; one that ``train/`` does not have is refused)."""
+    classes, _ = datasets.folder.find_classes(str(root))
+    unknown = [c for c in classes if c not in class_to_idx]
+    if unknown:
+        raise DataError(f"{spec}: val/ has classes that train/ does not have: {', '.join(unknown)}",
+                        hint="give every class in val/ a folder of training images in train/, or remove it from val/")
+
+    class KnownClasses(datasets.ImageFolder):
+        def find_classes(self, directory):
+            return sorted(class_to_idx, key=class_to_idx.get), dict(class_to_idx)
+
+    return KnownClasses(str(root), tf, loader=_read_image, allow_empty=True)
+
+
+def _read_image(path: str):
+    """torchvision's image loader; a file it cannot read is a :class:`DataError` naming the file."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError (an OSError), truncated files
+        why = str(e) if path not in str(e) else type(e).__name__  # PIL's message repeats the path
+        raise DataError(f"cannot read the image {path}: {why}", hint="remove or replace that file") from None

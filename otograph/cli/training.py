@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,11 +10,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from otograph.cli.checks import batch_pair
 from otograph.cli.specs import LoadedData
+from otograph.errors import OtographError
 
-__all__ = ["History", "train", "evaluate", "base_optimizer"]
+__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer"]
 
 _BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class TrainingError(OtographError):
+    """Training could not go on or went wrong (a loss or an output that is not finite, no batches)."""
 
 
 @dataclass
@@ -50,20 +57,25 @@ def evaluate(model: nn.Module, loader) -> float:
     model.eval()
     right = total = 0
     with torch.no_grad():
-        for x, y in loader:
+        for batch in loader:
+            x, y = batch_pair(batch, "the validation data")
             right += int((model(x).argmax(1) == y).sum())
             total += len(y)
     model.train(was)
     return 100.0 * right / max(1, total)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y) -> float:
+def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y, where: str) -> float:
     opt.zero_grad()
     loss = nn.functional.cross_entropy(model(x), y)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged: the loss is {value} at {where}",
+                            hint="train more gently: a smaller --lr (or check the data for NaN)")
     loss.backward()
     opt.step()
     sched.step()
-    return loss.item()
+    return value
 
 
 def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs: int, *,
@@ -79,10 +91,12 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
     hist = History()
     with tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5,
               leave=True) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             model.train()
-            for x, y in data.train:
-                loss = _step(model, opt, sched, x, y)
+            post: dict[str, str] = {}
+            for batch in data.train:
+                x, y = batch_pair(batch, data.spec)
+                loss = _step(model, opt, sched, x, y, f"step {len(hist.step) + 1} of the {desc} run")
                 m = metrics() if metrics is not None else None
                 hist.add_step(loss, m)
                 post = {"loss": f"{loss:.3f}"}
@@ -90,6 +104,8 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
                     post.update(stage=m["stage"], pruned=f"{m['group_sparsity']:.0%}")
                 bar.set_postfix(post, refresh=False)
                 bar.update(1)
+            if not post:
+                raise TrainingError(f"the training loader of --data {data.spec} yielded no batch in epoch {epoch + 1}")
             hist.add_eval(evaluate(model, data.val))
             bar.set_postfix({**post, "val_acc": f"{hist.val_accuracy[-1]:.1f}%"}, refresh=False)
     return hist

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from otograph.drawing.draw import auto_depth, draw, group_color
+from otograph.drawing.draw import auto_depth, draw, group_colors
 from otograph.drawing.mapping import node_groups, shapes_after
 from otograph.fileio import atomic_write, write_text
 
-__all__ = ["draw", "render", "Rendered", "has_dot", "group_color", "auto_depth", "node_groups",
+__all__ = ["draw", "render", "Rendered", "has_dot", "group_colors", "auto_depth", "node_groups",
            "shapes_after", "FORMATS"]
 
 log = logging.getLogger(__name__)

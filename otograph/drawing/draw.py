@@ -5,16 +5,17 @@ Each drawn node is an fx op, or a whole module collapsed into one box once it is
 for prunable groups and dashed for unprunable ones, its label the shape without the batch axis
 (``64→37×56×56`` once units are removed). Groups that live entirely inside a collapsed box are
 listed in it. A legend gives every group's colour, units (kept/total) and why it is unprunable.
-Colours come from a hash of the group id, so the same group looks the same in every picture.
+Colours are spread over the groups of the picture so that they are clearly distinct (see
+:func:`group_colors`); the same model's groups get the same colours in every picture.
 """
 
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import html
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import graphviz
 import torch.fx as fx
@@ -22,7 +23,7 @@ import torch.fx as fx
 from otograph.drawing.mapping import module_path, node_groups, shapes_after
 from otograph.tracing.values import META, TensorInfo
 
-__all__ = ["draw", "group_color", "auto_depth"]
+__all__ = ["draw", "group_colors", "auto_depth"]
 
 _FONT = "Helvetica"
 _GREY = "#9a9a9a"
@@ -31,16 +32,53 @@ _LEGEND = ('<font color="#555555">Groups: colour, id, units kept/total, state.<b
            'labelled with the shape without batch, C→C′ where units were removed.<br align="left"/></font>')
 
 
-def group_color(gid: str, light: bool = False) -> str:
-    """A stable ``#rrggbb`` colour for a group id (``light`` for fills)."""
-    h = hashlib.md5(gid.encode()).digest()
-    hue = int.from_bytes(h[:2], "big") / 65536
-    sat = 0.55 + 0.35 * h[2] / 255
-    val = 0.60 + 0.30 * h[3] / 255
-    if light:
-        sat, val = 0.18 + 0.1 * h[2] / 255, 1.0
+#: matplotlib's tab10 without its grey (grey edges are tensors of no group): distinct at a glance.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def group_colors(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{group id: (colour, light fill)}`` for the groups of one picture, clearly distinct from each other.
+
+    Up to nine groups take the colours of a qualitative palette (matplotlib's tab10, less its grey).
+    More groups get hues spread evenly over the circle, dealt out with a stride near the golden
+    section so that groups which follow each other in ``ids`` (neighbours in the graph) are far
+    apart, hue neighbours alternating between a bright and a dark shade. The same groups in the same
+    order (the same model) get the same colours in every picture.
+
+    >>> c = group_colors(["a", "b", "c"])
+    >>> [colour for colour, _ in c.values()], c == group_colors(["a", "b", "c"])
+    (['#1f77b4', '#ff7f0e', '#2ca02c'], True)
+    """
+    n = len(ids)
+    if n <= len(_PALETTE):
+        return {gid: (c, _mix_white(c, 0.8)) for gid, c in zip(ids, _PALETTE, strict=False)}
+    step = _stride(n)
+    out = {}
+    for k, gid in enumerate(ids):
+        slot = (k * step) % n
+        hue = (0.58 + slot / n) % 1.0
+        sat, val = (0.90, 0.55) if slot % 2 else (0.72, 0.85)
+        out[gid] = (_hex(hue, sat, val), _hex(hue, 0.18, 1.0))
+    return out
+
+
+def _mix_white(colour: str, share: float) -> str:
+    """``colour`` with ``share`` of white mixed in (a light fill of the same hue)."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * share):02x}" for c in rgb)
+
+
+def _stride(n: int) -> int:
+    """The step through ``n`` hue slots: coprime with ``n`` (every slot is used once), near ``0.382 n``."""
+    s = max(1, round(0.382 * n))
+    while math.gcd(s, n) != 1:
+        s += 1
+    return s
+
+
+def _hex(hue: float, sat: float, val: float) -> str:
     r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
-    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def _drawn(gm: fx.GraphModule) -> list[fx.Node]:
@@ -136,6 +174,7 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
     nodes = _drawn(gm)
     item = {n: _item(n, depth) for n in nodes}
     by_module = _groups_by_module(space)
+    colors = group_colors([grp.id for grp in space.groups])
 
     g = graphviz.Digraph("search_space", graph_attr={
         "rankdir": "TB", "fontname": _FONT, "fontsize": "12", "ranksep": "0.28", "nodesep": "0.25",
@@ -191,7 +230,7 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
                 units = f"{k}/{t}" if k != t else f"{t}"
                 mark = "" if groups[gid].prunable else " (fixed)"
                 name = gid[len(path) + 1:] if gid.startswith(path + ".") else gid
-                rows.append(f'<tr><td align="left"><font color="{group_color(gid)}">■</font> '
+                rows.append(f'<tr><td align="left"><font color="{colors[gid][0]}">■</font> '
                             f'{html.escape(name)}: {units}{mark}</td></tr>')
             if len(inner) > 6:
                 rows.append(f'<tr><td align="left">+{len(inner) - 6} more groups</td></tr>')
@@ -206,8 +245,7 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
             if first.op in ("placeholder", "output"):
                 attrs.update(shape="ellipse", style="filled", fillcolor="#eeeeee")
             elif out_groups:
-                attrs["fillcolor"] = group_color(out_groups[0], light=True)
-                attrs["color"] = group_color(out_groups[0])
+                attrs["color"], attrs["fillcolor"] = colors[out_groups[0]]
                 if not any(groups[x].prunable for x in out_groups):
                     attrs["style"] = "rounded,filled,dashed"
             tip = ", ".join(f"{x}{'' if groups[x].prunable else ' (unprunable: ' + groups[x].reason + ')'}"
@@ -234,7 +272,7 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
             if u in shapes:
                 attrs["label"] = " " + _shape_label(*shapes[u])
             if gids:
-                attrs["color"] = ":".join(group_color(x) for x in gids[:4])
+                attrs["color"] = ":".join(colors[x][0] for x in gids[:4])
                 attrs["penwidth"] = "1.8"
                 if not any(groups[x].prunable for x in gids):
                     attrs["style"] = "dashed"
@@ -242,18 +280,18 @@ def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int |
                     x + ("" if groups[x].prunable else f" (unprunable: {groups[x].reason})") for x in gids)
             g.edge(item[u][0].replace(":", "_"), item[v][0].replace(":", "_"), **attrs)
 
-    g.subgraph(_legend(space, kept_total))
+    g.subgraph(_legend(space, kept_total, colors))
     return g
 
 
-def _legend(space, kept_total: dict[str, tuple[int, int]]) -> graphviz.Digraph:
+def _legend(space, kept_total: dict[str, tuple[int, int]], colors: dict[str, tuple[str, str]]) -> graphviz.Digraph:
     rows_per_col = 24
     cells: list[str] = []
     for grp in space.groups:
         k, t = kept_total[grp.id]
         units = f"{k}/{t}" if k != t else f"{t}"
         state = "prunable" if grp.prunable else html.escape(_short(f"unprunable: {grp.reason}", 60))
-        color = group_color(grp.id)
+        color = colors[grp.id][0]
         cells.append(f'<td align="left"><font color="{color}">■</font> {html.escape(grp.id)}</td>'
                      f'<td align="right">{units}</td><td align="left"><font color="{"#333333" if grp.prunable else "#aa3333"}">'
                      f"{state}</font></td>")

@@ -1,15 +1,19 @@
 """Markdown tables of measured models.
 
+Latency cells are the median and, in brackets, the 25th–75th percentile of the timed passes; the
+change says "faster" or "slower", and "within the spread" when the two ranges overlap.
+
 Example:
     >>> from otograph.report.measure import Measurement
-    >>> before = Measurement(100, 1000, {"1": 2.0}, 98.0)
-    >>> after = Measurement(40, 400, {"1": 1.0}, 97.5)
+    >>> before = Measurement(100, 1000, {"1": 2.0, "32": 5.0}, 98.0, {"1": [1.9, 2.1], "32": [4.0, 6.0]})
+    >>> after = Measurement(40, 400, {"1": 1.0, "32": 5.5}, 97.5, {"1": [0.9, 1.1], "32": [5.2, 5.8]})
     >>> print(summary_table(before, after))
     |  | before | after | change |
     |---|---:|---:|---:|
     | parameters | 100 | 40 | −60.0% |
     | FLOPs per sample | 1.00 K | 400 | −60.0% |
-    | CPU latency, batch 1 | 2.00 ms | 1.00 ms | 2.00× faster |
+    | CPU latency, batch 1 | 2.00 ms [1.90–2.10] | 1.00 ms [0.90–1.10] | 2.00× faster |
+    | CPU latency, batch 32 | 5.00 ms [4.00–6.00] | 5.50 ms [5.20–5.80] | 1.10× slower, within the spread |
     | validation accuracy | 98.00% | 97.50% | −0.50 points |
 """
 
@@ -40,6 +44,22 @@ def _or_na(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+def _latency(ms: float | None, spread: list[float] | None) -> str:
+    if not ms:
+        return "n/a"
+    return f"{ms:.2f} ms" + (f" [{spread[0]:.2f}–{spread[1]:.2f}]" if spread else "")
+
+
+def _speed(before: float | None, after: float | None, sb: list[float] | None, sa: list[float] | None) -> str:
+    """``1.20× faster`` / ``1.10× slower``, and whether the difference is within the measured spread."""
+    if not before or not after:
+        return ""
+    text = f"{before / after:.2f}× faster" if after <= before else f"{after / before:.2f}× slower"
+    if sb and sa and sb[0] <= sa[1] and sa[0] <= sb[1]:
+        text += ", within the spread"
+    return text
+
+
 def summary_table(before: Measurement, after: Measurement) -> str:
     """The before/after table: parameters, FLOPs, latency at each measured batch size, accuracy."""
     b, a = before, after
@@ -47,8 +67,8 @@ def summary_table(before: Measurement, after: Measurement) -> str:
             ("FLOPs per sample", si(b.flops), si(a.flops), _pct(b.flops, a.flops))]
     for bs in sorted(set(b.latency_ms) | set(a.latency_ms), key=int):
         x, y = b.latency_ms.get(bs), a.latency_ms.get(bs)
-        rows.append((f"CPU latency, batch {bs}", _or_na(x or None, "{:.2f} ms"), _or_na(y or None, "{:.2f} ms"),
-                     f"{x / y:.2f}× faster" if x and y else ""))
+        sx, sy = b.latency_spread_ms.get(bs), a.latency_spread_ms.get(bs)
+        rows.append((f"CPU latency, batch {bs}", _latency(x, sx), _latency(y, sy), _speed(x, y, sx, sy)))
     if a.accuracy is not None:
         x, y = b.accuracy, a.accuracy
         change = f"{y - x:+.2f} points".replace("-", "−") if x is not None else ""

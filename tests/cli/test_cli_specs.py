@@ -140,3 +140,21 @@ def test_bad_data_specs(tmp_path):
         load_data("mnist")
     with pytest.raises(DataError, match="cannot load data factory"):
         load_data("otograph.testing.factories:nothing_here")
+
+
+def test_imagefolder_val_is_labelled_with_the_training_classes(tmp_path):
+    pytest.importorskip("torchvision")
+    _image_folder(tmp_path / "imgs" / "train", classes=("cat", "dog", "fox"), n=2)
+    _image_folder(tmp_path / "imgs" / "val", classes=("cat", "fox"), n=2)  # no dog in val/
+    d = load_data(f"imagefolder:{tmp_path / 'imgs'}", batch_size=4, input_shape=(1, 3, 8, 8))
+    assert d.num_classes == 3 and d.val.dataset.class_to_idx == d.train.dataset.class_to_idx
+    labels = sorted(int(y) for _, y in d.val.dataset)
+    assert labels == [0, 0, 2, 2]  # fox is class 2 in both, not 1 in val
+
+
+def test_imagefolder_val_class_unknown_to_train_is_refused(tmp_path):
+    pytest.importorskip("torchvision")
+    _image_folder(tmp_path / "imgs" / "train", classes=("cat", "dog"), n=1)
+    _image_folder(tmp_path / "imgs" / "val", classes=("cat", "owl"), n=1)
+    with pytest.raises(DataError, match="val/ has classes that train/ does not have: owl"):
+        load_data(f"imagefolder:{tmp_path / 'imgs'}")

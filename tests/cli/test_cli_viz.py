@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otograph.drawing import group_color, has_dot
+from otograph.drawing import group_colors, has_dot
 
 needs_dot = pytest.mark.skipif(not has_dot(), reason="graphviz's dot is not installed")
 
@@ -13,11 +13,12 @@ def test_unprunable_spaces_are_dashed_with_their_reason(cli, tmp_path):
     code, _, err = cli("viz", "otograph.testing.factories:with_cumsum", "-o", tmp_path / "c.dot")
     assert code == 0 and "wrote" in err
     src = (tmp_path / "c.dot").read_text()
-    edges = [line for line in src.splitlines() if "->" in line and group_color("a") in line]
+    colour = {gid: c for gid, (c, _) in group_colors(["a", "b", "c"]).items()}  # the model's groups, in order
+    edges = [line for line in src.splitlines() if "->" in line and colour["a"] in line]
     assert edges and all("dashed" in e for e in edges)
     assert "unprunable: touches the unsupported op torch.cumsum" in src
     assert "unsupported (opaque) ops: torch.cumsum (cumsum)" in src
-    solid = [line for line in src.splitlines() if "->" in line and group_color("b") in line]
+    solid = [line for line in src.splitlines() if "->" in line and colour["b"] in line]
     assert solid and not any("dashed" in e for e in solid)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 import torch
 
 import otograph
-from otograph.drawing import auto_depth, draw, group_color, has_dot, node_groups, render
+from otograph.drawing import auto_depth, draw, group_colors, has_dot, node_groups, render
 
 needs_dot = pytest.mark.skipif(not has_dot(), reason="graphviz's dot is not installed")
 
@@ -20,14 +21,27 @@ def small_space():
     return otograph.search_space(SmallResNet().eval(), torch.randn(2, 1, 8, 8))
 
 
-def test_colours_are_stable_and_distinct_per_group(small_space):
-    assert group_color("layer1.conv1") == group_color("layer1.conv1")
-    assert re.fullmatch(r"#[0-9a-f]{6}", group_color("x"))
-    colours = {group_color(g.id) for g in small_space.groups}
-    assert len(colours) == len(small_space.groups)
+def _rgb_distance(a: str, b: str) -> float:
+    return sum((int(a[i:i + 2], 16) - int(b[i:i + 2], 16)) ** 2 for i in (1, 3, 5)) ** 0.5
+
+
+def test_colours_are_stable_and_clearly_distinct_in_one_picture(small_space):
+    ids = [g.id for g in small_space.groups]
+    colours = group_colors(ids)
+    assert colours == group_colors(ids)  # the same model, the same colours
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", c) and re.fullmatch(r"#[0-9a-f]{6}", fill) for c, fill in colours.values())
+    closest = min(_rgb_distance(colours[a][0], colours[b][0]) for i, a in enumerate(ids) for b in ids[i + 1:])
+    assert closest >= 80  # the hash colours had two purples 21 apart (layer1.conv1, layer2.conv2)
     src = draw(small_space).source
     for g in small_space.groups:  # every group is in the legend with its colour
-        assert group_color(g.id) in src and g.id in src
+        assert colours[g.id][0] in src and g.id in src
+
+
+def test_many_groups_keep_neighbours_apart():
+    ids = [f"g{i}" for i in range(40)]
+    colours = group_colors(ids)
+    assert len({c for c, _ in colours.values()}) == 40
+    assert min(_rgb_distance(colours[a][0], colours[b][0]) for a, b in itertools.pairwise(ids)) >= 150
 
 
 def test_node_groups_follow_the_residual_space(small_space):

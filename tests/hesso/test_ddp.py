@@ -6,13 +6,13 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import otograph
 from hesso import HESSO
 from otograph.testing.spaces import MLP
+from tests.hesso._dist import init, run_ranks
 
 STEPS, GLOBAL_BATCH = 16, 16
 
@@ -33,9 +33,9 @@ def batch(k):
     return torch.randn(GLOBAL_BATCH, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (GLOBAL_BATCH,), generator=g)
 
 
-def _worker(rank: int, world: int, path: str) -> None:
+def _worker(rank: int, world: int, port: int, path: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{path}/rendezvous", rank=rank, world_size=world)
+    init(rank, world, port)
     try:
         model, space = make()
         ddp = DDP(model)
@@ -59,7 +59,7 @@ def _worker(rank: int, world: int, path: str) -> None:
 
 
 def test_ddp_two_ranks_match_each_other_and_single_process(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_worker, 2, (str(tmp_path),), timeout_s=120)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(r0["status"], r1["status"]) and r0["pruned"] == r1["pruned"]

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import hesso.saliency
-from hesso.saliency import combine, criteria, segment_sums
+from hesso.saliency import Probe, combine, criteria
 from hesso.units import UnitLayout, UnitScaler
 from otograph.analysis.space import Group, SearchSpace
-from otograph.testing.spaces import CNN, cnn_space, member
+from otograph.testing.spaces import CNN, channel_group, cnn_space, member
 
 
 def test_doctests():
@@ -26,38 +26,87 @@ def shuffled_space(model):
     return SearchSpace([g1, g2], space.total_params, space.total_flops)
 
 
-def slow_rows(model, space, dirs):
+def slow_rows(model, space, x_before, dirs):
     """Per unit: concatenation of its producer slices of params and directions (loop reference)."""
-    tensors = dict(model.named_parameters())
     out = []
     for g in space.groups:
         for u in range(g.num_units):
             xs, ds = [], []
             for m in g.producers:
                 idx = m.positions[m.units == u]
-                xs.append(tensors[m.param].detach().index_select(m.axis, idx).flatten())
+                xs.append(x_before[m.param].index_select(m.axis, idx).flatten())
                 ds.append(dirs[m.param].index_select(m.axis, idx).flatten())
             out.append((torch.cat(xs).double(), torch.cat(ds).double()))
     return out
 
 
-def test_segment_sums_and_criteria_match_a_loop_over_units():
+BASES = {
+    "sgd": (torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-2)),
+    "sgd-nesterov": (torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+    "sgd-plain": (torch.optim.SGD, dict(lr=0.05, weight_decay=1e-2, maximize=True)),
+    "adam": (torch.optim.Adam, dict(lr=1e-2, weight_decay=1e-2, amsgrad=True)),
+    "adamw": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("name", list(BASES))
+def test_probe_sums_and_criteria_match_a_loop_over_units(name):
+    """The probe reads d from the state the step left; the reference takes d from the parameter change."""
     torch.manual_seed(0)
-    model = CNN()
+    model = CNN().double()
     space = shuffled_space(model)
     layout = UnitLayout(model, space)
-    dirs = {n: torch.randn_like(p) for n, p in model.named_parameters()}
-    by_id = {id(p): dirs[n] for n, p in model.named_parameters()}
-    xx, dd, xd = segment_sums(layout.slots, by_id, layout.num_units)
-    rows = slow_rows(model, space, dirs)
+    cls, hp = BASES[name]
+    opt = cls(model.parameters(), **hp)
+    variant = name.split("-")[0]
+    g = torch.Generator().manual_seed(0)
+    probe = Probe(layout.slots, layout.num_units)
+    for _ in range(3):
+        opt.zero_grad()
+        x = torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64)
+        torch.nn.functional.cross_entropy(model(x), torch.randint(0, 4, (8,), generator=g)).backward()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt.step()
+        acc = probe.measure(variant, {id(p): opt.param_groups[0] for p in model.parameters()}, opt.state)
+    lr, wd = hp["lr"], hp["weight_decay"]
+    shrink = 1 - lr * wd if name == "adamw" else 1.0  # decoupled decay: x_after = x_before*shrink - lr*d
+    dirs = {n: (before[n] * shrink - p.detach()) / lr for n, p in model.named_parameters()}
+    xx, dd, xd = acc[:, :layout.num_units]
+    rows = slow_rows(model, space, before, dirs)
     torch.testing.assert_close(xx, torch.stack([(x * x).sum() for x, _ in rows]))
     torch.testing.assert_close(dd, torch.stack([(d * d).sum() for _, d in rows]))
     torch.testing.assert_close(xd, torch.stack([(x * d).sum() for x, d in rows]))
     assert layout.unit_size.tolist() == [float(x.numel()) for x, _ in rows]
     c = criteria(xx, dd, xd, layout.unit_size)
-    cos = torch.stack([torch.nn.functional.cosine_similarity(x, d, dim=0) + 1 for x, d in rows])
+    cos = torch.stack([(x * d).sum() / (x.norm() + 1e-8) / (d.norm() + 1e-8) + 1 for x, d in rows])
     torch.testing.assert_close(c["cosine_similarity"], cos)
     torch.testing.assert_close(c["taylor_second_order"], 0.5 * c["taylor_first_order"] ** 2)
+
+
+def test_probe_chunks_agree_with_one_pass(monkeypatch):
+    """Rows measured in blocks (bounded memory) give the sums of one pass, for slots on both axes."""
+    torch.manual_seed(1)
+    model = CNN().double()
+    rows = channel_group("rows", 8, [("conv2.weight", 0)])
+    cols = channel_group("cols", 6, [("conv2.weight", 1)])
+    space = SearchSpace([rows, cols], 1, 1)
+    layout = UnitLayout(model, space)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    model(torch.randn(4, 1, 8, 8, dtype=torch.float64)).square().mean().backward()
+    group_of = {id(p): opt.param_groups[0] for p in model.parameters()}
+    snap = {n: p.detach().clone() for n, p in model.named_parameters()}
+    results = []
+    for chunk in (1 << 22, 9 * 6 * 3):  # all at once; three rows of conv2.weight per block
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(snap[n])
+        opt.state.clear()
+        monkeypatch.setattr(hesso.saliency, "CHUNK", chunk)
+        probe = Probe(layout.slots, layout.num_units)
+        opt.step()
+        results.append(probe.measure("adamw", group_of, opt.state))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
+    assert results[0][:, :14].abs().min() > 0
 
 
 def test_combine_normalises_each_criterion():

@@ -73,3 +73,29 @@ def test_state_dict_rejects_other_space():
     opt2 = HESSO(other, cnn_space(other), lr=0.1)
     with pytest.raises(ValueError, match="units"):
         opt2.load_state_dict(sd)
+
+
+def test_pruning_state_travels_apart_from_the_base_state(caplog):
+    """As with torch.distributed.checkpoint, which keeps only ``state`` and ``param_groups``."""
+    model, opt, sched = make("adamw", False)
+    run(model, opt, sched, range(STEPS))
+
+    m1, o1, s1 = make("adamw", False)
+    run(m1, o1, s1, range(13))  # inside the first period: units are decaying
+    base = {k: v for k, v in o1.state_dict().items() if k != "hesso"}
+    buf = io.BytesIO()
+    torch.save({"model": m1.state_dict(), "base": base, "sched": s1.state_dict(), "hesso": o1.pruning_state()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    m2, o2, s2 = make("adamw", False)
+    m2.load_state_dict(ckpt["model"])
+    with caplog.at_level("WARNING", logger="hesso.optimizer"):
+        o2.load_state_dict(ckpt["base"])
+    assert "load_pruning_state" in caplog.text and o2.metrics()["step"] == 0
+    o2.load_pruning_state(ckpt["hesso"])
+    s2.load_state_dict(ckpt["sched"])
+    assert o2.metrics()["units_redundant"] > 0 and o2.metrics()["step"] == 13
+    run(m2, o2, s2, range(13, STEPS))
+    for (n, a), b in zip(model.state_dict().items(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+    assert opt.pruned_units == o2.pruned_units and torch.equal(opt._scores, o2._scores)
