@@ -17,6 +17,11 @@ __all__ = ["fx_graph", "autograd_call"]
 
 
 class _Tracer(fx.Tracer):
+    # Buffers are graph values like parameters: otherwise fx runs ops on them eagerly at trace time
+    # and bakes the results in as constants (stale once the buffer changes, and an in-place update
+    # of the buffer in forward is lost).
+    proxy_buffer_attributes = True
+
     def __init__(self, leaf_modules: Iterable, autowrap: Iterable[Callable]):
         super().__init__(autowrap_functions=tuple(f for f in autowrap if callable(f)))
         self._leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
@@ -70,7 +75,7 @@ def _recording_effects(tracer: fx.Tracer):
         leaves = tree_flatten((args, kwargs))[0]
         if any(isinstance(a, fx.Proxy) for a in leaves):
             return tracer.create_proxy("call_function", autograd_call(cls), args, kwargs)
-        return orig_apply.__func__(cls, *args, **kwargs)
+        return orig_apply.__get__(None, cls)(*args, **kwargs)
 
     stack: list[fx.Node] = []
     busy = [False]  # inside one of our switches: nested grad-mode calls are its implementation
