@@ -37,6 +37,15 @@ def _tracing(p: argparse.ArgumentParser) -> None:
                    help=f"tracer: {DEFAULT_FRONTEND} by default, export for .pt2 files; auto tries fx then export")
 
 
+def _temperature(text: str) -> float:
+    """``--distill``'s optional T; a model spec after a bare ``--distill`` is read as T, so say where it goes."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a temperature: write the model before --distill, or "
+                                         f"give T (e.g. --distill 2)") from None
+
+
 def _prune_parser(p: argparse.ArgumentParser) -> None:
     from otograph.cli.options import DEFAULT_TARGET, DEFAULT_TEMPERATURE
 
@@ -51,7 +60,7 @@ def _prune_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="start from these weights: a state_dict file (torch.save(model.state_dict(), FILE)), "
                         "read with weights_only=True; 'before' is then this model's accuracy, no dense baseline")
-    p.add_argument("--distill", type=float, nargs="?", const=DEFAULT_TEMPERATURE, default=None, metavar="T",
+    p.add_argument("--distill", type=_temperature, nargs="?", const=DEFAULT_TEMPERATURE, default=None, metavar="T",
                    help="add the KL divergence to a frozen copy of the starting model's logits at temperature T "
                         f"(default {DEFAULT_TEMPERATURE:g}) to the cross-entropy")
     p.add_argument("--epochs", type=int, default=10, help="epochs that hold the pruning periods (default 10)")

@@ -156,6 +156,14 @@ def test_distill_takes_an_optional_temperature():
     assert (o.round_to, o.finetune_epochs, o.target.kind, o.target.fraction) == (8, 3, "flops", 0.5)
 
 
+def test_a_model_after_a_bare_distill_says_where_it_goes(cli, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli("prune", "--distill", "torchvision:resnet18")
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "'torchvision:resnet18' is not a temperature: write the model before --distill, or give T" in err
+
+
 @pytest.mark.parametrize("flags, message", [
     (("--distill", "0"), "--distill must be > 0, got 0"),
     (("--round-to", "0"), "--round-to must be ≥ 1, got 0"),
