@@ -66,7 +66,7 @@ def autograd_call(fn: type[torch.autograd.Function]) -> Callable:
 @contextlib.contextmanager
 def _recording_effects(tracer: fx.Tracer):
     """While tracing: custom ``autograd.Function`` calls become single nodes (not their forward's
-    ops), and ``torch.no_grad()``/``enable_grad()``/``set_grad_enabled()`` blocks are recorded as
+    ops), a buffer rebound to a traced value is an in-place copy into it, and ``torch.no_grad()``/``enable_grad()``/``set_grad_enabled()`` blocks are recorded as
     grad-mode switches that restore the mode found at run time."""
     function = torch.autograd.function.Function
     orig_apply = function.__dict__["apply"]
@@ -109,7 +109,21 @@ def _recording_effects(tracer: fx.Tracer):
         patched.append((cls, name, orig))
         setattr(cls, name, recorded(action, orig))
 
+    module_setattr = torch.nn.Module.__setattr__
+
+    def setattr_(self, name, value):
+        # ``self.count += 1`` on a buffer rebinds it to a traced value: record it as an in-place
+        # copy into the buffer (as torch.export does), so the compact model keeps the update
+        if isinstance(value, fx.Proxy) and name in self.__dict__.get("_buffers", {}):
+            prefix = tracer.path_of_module(self) if self is not tracer.root else ""
+            target = f"{prefix}.{name}" if prefix else name
+            buffer = tracer.create_proxy("get_attr", target, (), {})
+            tracer.create_proxy("call_method", "copy_", (buffer, value), {})
+            return
+        module_setattr(self, name, value)
+
     function.apply = classmethod(apply)
+    torch.nn.Module.__setattr__ = setattr_
     try:
         patch(torch.no_grad, "__enter__", switch(False))
         patch(torch.no_grad, "__exit__", restore)
@@ -120,6 +134,7 @@ def _recording_effects(tracer: fx.Tracer):
         yield
     finally:
         function.apply = orig_apply
+        torch.nn.Module.__setattr__ = module_setattr
         for cls, name, orig in reversed(patched):
             setattr(cls, name, orig)
 
