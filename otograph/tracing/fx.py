@@ -66,7 +66,7 @@ def autograd_call(fn: type[torch.autograd.Function]) -> Callable:
 @contextlib.contextmanager
 def _recording_effects(tracer: fx.Tracer):
     """While tracing: custom ``autograd.Function`` calls become single nodes (not their forward's
-    ops), a buffer rebound to a traced value is an in-place copy into it, and ``torch.no_grad()``/``enable_grad()``/``set_grad_enabled()`` blocks are recorded as
+    ops), and ``torch.no_grad()``/``enable_grad()``/``set_grad_enabled()`` blocks are recorded as
     grad-mode switches that restore the mode found at run time."""
     function = torch.autograd.function.Function
     orig_apply = function.__dict__["apply"]
@@ -109,21 +109,7 @@ def _recording_effects(tracer: fx.Tracer):
         patched.append((cls, name, orig))
         setattr(cls, name, recorded(action, orig))
 
-    module_setattr = torch.nn.Module.__setattr__
-
-    def setattr_(self, name, value):
-        # ``self.count += 1`` on a buffer rebinds it to a traced value: record it as an in-place
-        # copy into the buffer (as torch.export does), so the compact model keeps the update
-        if isinstance(value, fx.Proxy) and name in self.__dict__.get("_buffers", {}):
-            prefix = tracer.path_of_module(self) if self is not tracer.root else ""
-            target = f"{prefix}.{name}" if prefix else name
-            buffer = tracer.create_proxy("get_attr", target, (), {})
-            tracer.create_proxy("call_method", "copy_", (buffer, value), {})
-            return
-        module_setattr(self, name, value)
-
     function.apply = classmethod(apply)
-    torch.nn.Module.__setattr__ = setattr_
     try:
         patch(torch.no_grad, "__enter__", switch(False))
         patch(torch.no_grad, "__exit__", restore)
@@ -134,9 +120,29 @@ def _recording_effects(tracer: fx.Tracer):
         yield
     finally:
         function.apply = orig_apply
-        torch.nn.Module.__setattr__ = module_setattr
         for cls, name, orig in reversed(patched):
             setattr(cls, name, orig)
+
+
+@contextlib.contextmanager
+def _recording_buffer_updates(tracer: fx.Tracer):
+    """While tracing: ``self.count += 1`` on a buffer (a rebinding to a traced value) is recorded as an
+    in-place copy into the buffer, as ``torch.export`` records it, so the compact model keeps it."""
+    module_setattr = torch.nn.Module.__setattr__
+
+    def setattr_(self, name, value):
+        if isinstance(value, fx.Proxy) and name in self.__dict__.get("_buffers", {}):
+            prefix = tracer.path_of_module(self) if self is not tracer.root else ""
+            buffer = tracer.create_proxy("get_attr", f"{prefix}.{name}" if prefix else name, (), {})
+            tracer.create_proxy("call_method", "copy_", (buffer, value), {})
+            return
+        module_setattr(self, name, value)
+
+    torch.nn.Module.__setattr__ = setattr_
+    try:
+        yield
+    finally:
+        torch.nn.Module.__setattr__ = module_setattr
 
 
 def fx_graph(model: torch.nn.Module, args: tuple, kwargs: dict, *, leaf_modules: Iterable = (),
@@ -145,7 +151,7 @@ def fx_graph(model: torch.nn.Module, args: tuple, kwargs: dict, *, leaf_modules:
     tracer = _Tracer(leaf_modules, autowrap)
     concrete = _concrete_args(model, args, kwargs)
     try:
-        with _recording_effects(tracer):
+        with _recording_effects(tracer), _recording_buffer_updates(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as e:  # noqa: BLE001 - re-raised with the module and the fix
         where = tracer.failed_module or "<root>"
