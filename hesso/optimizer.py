@@ -284,13 +284,30 @@ class HESSO(torch.optim.Optimizer):
     def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
         alive = self._status == ACTIVE
         if self._exact is not None:  # the compact model's true cost, each weight counted once
-            return select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
-                                self.budget.period_target(period, 0.0), slack=0.005 * self._exact.total)
-        removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
-        target = self.budget.period_target(period, removed)
-        chosen = select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
-        if self._kinds is not None:
-            chosen = equalize(chosen, scores, alive, self.layout.offsets, self.layout.divisors, self._kinds)
+            target = self.budget.period_target(period, 0.0)
+            chosen = select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
+                                  target, slack=0.005 * self._exact.total)
+
+            def reached(mask: torch.Tensor) -> bool:
+                return self._exact(mask) >= target
+        else:
+            removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
+            target = self.budget.period_target(period, removed)
+            chosen = select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+            cost = self.budget.unit_cost.cpu().double()
+
+            def reached(mask: torch.Tensor) -> bool:
+                return float(cost[mask & alive.cpu()].sum()) >= target
+        if self._kinds is None:
+            return chosen
+        chosen = equalize(chosen, scores, alive, self.layout.offsets, self.layout.divisors, self._kinds,
+                          reached=reached if target > 0 else None)
+        mask = ~alive.cpu()
+        mask[chosen] = True
+        if target > 0 and not reached(mask):
+            log.warning("uniform widths: period %d removes every unit it evenly can and still misses its %s "
+                        "target (%s); the metrics report the reduction reached", period, self.budget.kind,
+                        f"{target:,.0f}")
         return chosen
 
     def _check_feasible(self, group_divisible: int) -> None:

@@ -42,12 +42,19 @@ def kinds_of(groups: Sequence[Any], kind: Callable[[Any], Hashable] = default_ki
 
 
 def equalize(chosen: torch.Tensor, scores: torch.Tensor, alive: torch.Tensor, offsets: torch.Tensor,
-             divisors: Sequence[int], kinds: torch.Tensor) -> torch.Tensor:
+             divisors: Sequence[int], kinds: torch.Tensor,
+             reached: Callable[[torch.Tensor], bool] | None = None) -> torch.Tensor:
     """``chosen`` (global ids of alive units) changed so that, counting the units already gone
-    (``~alive``), every group of a kind has lost the same number of units; sorted ids."""
+    (``~alive``), every group of a kind has lost the same number of units; sorted ids.
+
+    ``reached(mask)`` (a mask over all units: those gone and those chosen) says whether the budget
+    target holds. While it does not, the kind whose next even step (one more unit, or chunk, from each
+    of its groups) adds the least salient units (by mean score) loses that step, until it holds or no
+    kind can lose more (then the caller reports the shortfall).
+    """
     offsets = torch.as_tensor(offsets, dtype=torch.long).cpu()
     scores, alive, chosen = scores.cpu().double(), alive.cpu(), chosen.cpu()
-    G, U = offsets.numel() - 1, scores.numel()
+    G = offsets.numel() - 1
     if G == 0:
         return chosen
     n = offsets[1:] - offsets[:-1]
@@ -58,18 +65,39 @@ def equalize(chosen: torch.Tensor, scores: torch.Tensor, alive: torch.Tensor, of
     K = int(kinds.max()) + 1
     members = torch.bincount(kinds, minlength=K).double()
     mean = torch.zeros(K, dtype=torch.float64).index_add_(0, kinds, total.double()) / members
-    target = torch.floor(mean[kinds] + 0.5).long()
-    floor = torch.full((K,), 0, dtype=torch.long).scatter_reduce(0, kinds, gone, "amax")[kinds]
-    target = torch.maximum(target, floor)
-    kept = torch.clamp(torch.div(n - target, d, rounding_mode="floor") * d, min=0)  # a multiple of d …
-    kept = torch.where(kept < d, torch.minimum(d, n), kept)                         # … and at least one chunk
-    need = torch.clamp(n - kept - gone, min=0)
+    floor = torch.zeros(K, dtype=torch.long).scatter_reduce(0, kinds, gone, "amax")
+    target = torch.maximum(torch.floor(mean + 0.5).long(), floor)  # units removed per group, per kind
+    most = torch.zeros(K, dtype=torch.long).scatter_reduce(0, kinds, n, "amax")
     ids = alive.nonzero().flatten()
     ids = ids[torch.sort(scores[ids], stable=True).indices]   # by (score, id)
     ids = ids[torch.sort(group_of[ids], stable=True).indices]  # then by group
     grp = group_of[ids]
     per = torch.bincount(grp, minlength=G)
     pos = torch.arange(ids.numel()) - (torch.cumsum(per, 0) - per)[grp]
-    mask = torch.zeros(U, dtype=torch.bool)
-    mask[ids[pos < need[grp]]] = True
-    return mask.nonzero().flatten()
+
+    def mask_for(target: torch.Tensor) -> torch.Tensor:
+        t = target[kinds]
+        kept = torch.clamp(torch.div(n - t, d, rounding_mode="floor") * d, min=0)  # a multiple of d …
+        kept = torch.where(kept < d, torch.minimum(d, n), kept)                    # … and at least one chunk
+        need = torch.clamp(n - kept - gone, min=0)
+        mask = ~alive
+        mask[ids[pos < need[grp]]] = True
+        return mask
+
+    mask = mask_for(target)
+    while reached is not None and not reached(mask):
+        best = None
+        for k in range(K):
+            step = target.clone()
+            while int(step[k]) < int(most[k]):
+                step[k] += 1
+                bigger = mask_for(step)
+                if not torch.equal(bigger, mask):
+                    mean_score = float(scores[bigger & ~mask].mean())
+                    if best is None or mean_score < best[0]:
+                        best = (mean_score, step, bigger)
+                    break
+        if best is None:
+            break
+        _, target, mask = best
+    return (mask & alive).nonzero().flatten()
