@@ -27,7 +27,7 @@ import linecache
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -314,32 +314,52 @@ def _hint(module: nn.Module, attrs: list[str]) -> str:
             f"for a compact GraphModule")
 
 
-def _failing_frame(err: BaseException, names: Mapping[int, str]):
-    """The innermost frame outside torch whose locals hold one of the model's modules."""
+def _failing_frames(err: BaseException, names: Mapping[int, str]) -> list[tuple[str, int, nn.Module]]:
+    """``(file, line, module)`` of the frames outside torch whose locals hold one of the model's
+    modules as ``self``/``module``, innermost first."""
     torch_dir = os.path.dirname(torch.__file__)
-    tb, found = err.__traceback__, None
+    tb, found = err.__traceback__, []
     while tb is not None:
         f = tb.tb_frame
         if not f.f_code.co_filename.startswith(torch_dir):
             mods = [v for k, v in f.f_locals.items() if k in ("self", "module") and id(v) in names]
             if mods:
-                found = (f.f_code.co_filename, tb.tb_lineno, mods[0])
+                found.append((f.f_code.co_filename, tb.tb_lineno, mods[0]))
         tb = tb.tb_next
-    return found
+    return found[::-1]
 
 
-def _diagnose_error(err: Exception, test: nn.Module, changed, units, shape_note: str) -> ShrinkError:
+def _diagnose_error(err: Exception, test: nn.Module, changed, units, shape_note: str,
+                    has_rule: Callable[[nn.Module], bool] = lambda m: False) -> ShrinkError:
+    """The failing code's module: the innermost one on the stack that has no resize rule and holds an
+    old size (a module with a rule had its sizes set; it fails on what its caller gave it), else the
+    innermost one."""
     names = {id(m): n for n, m in test.named_modules()}
-    where = _failing_frame(err, names)
+    frames = _failing_frames(err, names)
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if where is None:
+    if not frames:
         return ShrinkError(f"the shrunk model fails {shape_note}: {type(err).__name__}: {first}",
                            hint="use otograph.compress(model, space, units) for a compact GraphModule")
+
+    def stale_at(frame):
+        file, lineno, mod = frame
+        reads = set(re.findall(r"\b(?:self|module)\.(\w+)", linecache.getline(file, lineno)))
+        path = names[id(mod)]
+        return (_stale(mod, path, changed, reads, units) or _stale(mod, path, changed, _forward_reads(mod), units)
+                or _stale(mod, path, changed, None, units))
+
+    where, stale = frames[0], None
+    for frame in frames:
+        if not has_rule(frame[2]):
+            stale = stale_at(frame)
+            if stale:
+                where = frame
+                break
+    if not stale:
+        stale = stale_at(where)
     file, lineno, mod = where
     path = names[id(mod)]
     code = linecache.getline(file, lineno).strip()
-    reads = set(re.findall(r"\b(?:self|module)\.(\w+)", code))
-    stale = _stale(mod, path, changed, reads, units) or _stale(mod, path, changed, None, units)
     attrs = [k for k, _, _ in stale]
     held = "; ".join(f"{k} = {v} ({why})" for k, v, why in stale)
     msg = (f"{path or 'the model'} ({type(mod).__name__}) fails after shrinking in place, {shape_note}: "
@@ -452,7 +472,8 @@ def shrink_in_place(model: nn.Module, space: SearchSpace, units: Mapping[str, It
         raise
     if failure is not None:
         journal.undo()
-        raise _explain(failure, model, space, units, changed)
+        raise _explain(failure, model, space, units, changed,
+                       lambda m: registry.resizer(m) is not None or attributes.rule_of(m) is not None)
     log.info("shrunk %s in place: %d tensors sliced, %d modules resized", type(model).__name__, len(changed),
              len(journal.saved))
     return target
@@ -501,12 +522,13 @@ def _check(model: nn.Module, inputs: list[Inputs], ref_outs: list) -> tuple | No
     return None
 
 
-def _explain(failure: tuple, model: nn.Module, space: SearchSpace, units, changed) -> ShrinkError:
+def _explain(failure: tuple, model: nn.Module, space: SearchSpace, units, changed,
+             has_rule: Callable[[nn.Module], bool]) -> ShrinkError:
     """The error for a failed check; ``model`` is back as it was."""
     test, x, note, problem = failure
     per_unit = _positions_per_unit(space, units)
     if isinstance(problem, Exception):
-        err = _diagnose_error(problem, test, changed, per_unit, note)
+        err = _diagnose_error(problem, test, changed, per_unit, note, has_rule)
         err.__cause__ = problem
         return err
     ref = _float64(model)
