@@ -50,18 +50,18 @@ def save_onnx(model: torch.nn.Module | torch.export.ExportedProgram, example_inp
         import onnxscript  # noqa: F401
     except ImportError as e:
         raise OnnxError(f"writing ONNX needs the onnx and onnxscript packages ({e.name} is missing)",
-                        hint="pip install onnx onnxscript (and onnxruntime to run the file)") from None
+                        hint="pip install 'otograph[onnx]' (onnx, onnxscript; onnxruntime to run the file)") from None
     from otograph.rewrite.save import export_program
 
     if isinstance(example_inputs, tuple) and len(example_inputs) == 2 and isinstance(example_inputs[1], dict):
         args, kwargs = example_inputs
     else:
         args, kwargs = normalize_inputs(example_inputs)
-    program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, args, kwargs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, args, kwargs)
         with contextlib.redirect_stdout(io.StringIO()):  # torch.onnx reports its steps on stdout
             onnx_program = torch.onnx.export(program, args, kwargs=kwargs, dynamo=True, verbose=False)
             onnx_program.save(str(tmp))
