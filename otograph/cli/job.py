@@ -53,6 +53,7 @@ from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_tex
 from otograph.report.measure import measure
 from otograph.report.plots import Panel, Series, save_chart
 from otograph.report.tables import space_table
+from otograph.rewrite.inplace import ShrinkError
 from otograph.rewrite.save import export_program, save_compact
 from otograph.tracing.values import normalize_inputs
 
@@ -212,7 +213,11 @@ def compress_and_verify(model: nn.Module, space: SearchSpace, data: LoadedData, 
     shrunk = None
     if isinstance(model, CausalLM):  # its class kept, checked in float64 at two shapes (an exported graph
         shrunk = copy.deepcopy(model)  # fixes its float32 dtypes, so the float64 check runs on this copy)
-        otograph.compress(shrunk, space, removed, inplace=True)
+        try:
+            otograph.compress(shrunk, space, removed, inplace=True)
+        except ShrinkError as e:
+            say(f"no Hugging Face folder: the model cannot be shrunk in place: {e}")
+            shrunk = None
     ex = exactness(model, compact, data, f64=shrunk)
     say(f"compact model: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64)")
     return Compressed(compact, removed, accuracy, ex, shrunk)
