@@ -2,12 +2,15 @@
 
 A model whose layers keep different numbers of heads or neurons cannot be described by a standard
 Hugging Face config (one ``num_attention_heads``, one ``intermediate_size``). With ``uniform`` HESSO
-still ranks units globally (:func:`hesso.budget.select`), then :func:`equalize` evens the choice out
-within each kind of group: the groups of a kind all end at the mean of the counts the global ranking
-gave them (rounded, never below what a group has already lost, keeping a multiple of its divisor and
-at least one chunk), each losing its lowest-scored units. The kind of a group is
-:func:`default_kind` (its id with numbers replaced by ``#``, and its unit count: every layer's
-attention, every layer's MLP) or any function of the group.
+still ranks units globally (:func:`hesso.budget.select`, or :func:`~hesso.budget.select_exact` with a
+cost model), then :func:`equalize` evens the choice out within each kind of group: the groups of a
+kind all end at the mean of the counts the global ranking gave them (rounded, never below what a
+group has already lost, keeping a multiple of its divisor and at least one chunk), each losing its
+lowest-scored units. Rounding down can leave the budget short: then whole even steps (one more unit
+from every group of a kind, the least salient kind first) are added until the target holds again,
+and HESSO warns when no step is left. The kind of a group is :func:`default_kind` (its id with
+numbers replaced by ``#``, and its unit count: every layer's attention, every layer's MLP) or any
+function of the group.
 
 Example:
     >>> import torch

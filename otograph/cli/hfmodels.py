@@ -9,6 +9,7 @@ The class is ``AutoModelForCausalLM`` when ``config.json`` names a causal LM (``
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -62,9 +63,11 @@ def load_hf(path: str, kwargs: dict) -> tuple[nn.Module, Any]:
     return model, config
 
 
-def token_inputs(config: Any, shape: tuple[int, ...] | None, seq_len: int | None, *, seed: int = 0) -> dict:
-    """``{"input_ids": …}`` (and ``use_cache=False`` for a decoder) of ``shape`` (batch, seq), or of
-    ``2 × seq_len``, or the default, inside the vocabulary and the model's positions."""
+def token_inputs(model: nn.Module, config: Any, shape: tuple[int, ...] | None, seq_len: int | None, *,
+                 seed: int = 0) -> dict:
+    """``{"input_ids": …}`` (and ``use_cache=False`` when ``model`` takes it: no cache object to export)
+    of ``shape`` (batch, seq), or of ``2 × seq_len``, or the default, inside the vocabulary and the
+    model's positions."""
     if shape is not None and len(shape) != 2:
         raise _spec_error(f"--input-shape {','.join(map(str, shape))}: a Hugging Face model takes token ids of "
                           f"shape BATCH,SEQ (e.g. --input-shape 2,16)")
@@ -75,7 +78,7 @@ def token_inputs(config: Any, shape: tuple[int, ...] | None, seq_len: int | None
     vocab = int(config.vocab_size)
     g = torch.Generator().manual_seed(seed)
     x: dict[str, Any] = {"input_ids": torch.randint(0, vocab, (b, n), generator=g)}
-    if getattr(config, "is_decoder", False) or is_causal(config) or getattr(config, "use_cache", None) is not None:
+    if "use_cache" in inspect.signature(model.forward).parameters:
         x["use_cache"] = False
     return x
 

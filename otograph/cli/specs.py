@@ -231,7 +231,7 @@ def _hf(name, kwargs, input_shape, seq_len, spec) -> LoadedModel:
         raise SpecError(f"--seq-len must be at least 1, got {seq_len}")
     model, config = load_hf(name, kwargs)
     to_eval(model)
-    x = token_inputs(config, input_shape, seq_len)
+    x = token_inputs(model, config, input_shape, seq_len)
     return LoadedModel(model, x, spec, "hf", kwargs, config)
 
 

@@ -74,10 +74,12 @@ def test_prune_a_causal_lm_writes_a_hugging_face_folder_and_onnx(cli, llama_dir,
     assert code == 0 and (tmp_path / "again.onnx").stat().st_size > 0, err
 
 
-def test_prune_refuses_a_model_that_is_not_a_causal_lm(cli, tmp_path):
+def test_an_encoder_is_traced_with_automodel_and_refused_by_prune(cli, tmp_path):
     from otograph.testing.transformers import small
 
     small("bert").save_pretrained(tmp_path / "bert")
+    code, out, _ = cli("trace", f"hf:{tmp_path / 'bert'}", "--input-shape", "3,5", "--json")
+    assert code == 0 and json.loads(out)["class"] == "BertModel" and json.loads(out)["input_shape"] == [3, 5]
     code, _, err = cli("prune", f"hf:{tmp_path / 'bert'}", "--data", "otograph.testing.factories:token_data",
                        "--out", tmp_path / "run", "-q")
     assert code == 2 and "causal language models" in err
