@@ -22,9 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import operator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -82,13 +84,20 @@ def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict,
     ``None`` (the example's shapes), or a spec as ``torch.export.export`` takes it.
     """
     try:
-        ep = _export(model, args, kwargs, dynamic_shapes)
+        with _custom_backwards() as seen:
+            ep = _export(model, args, kwargs, dynamic_shapes)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
         first = str(e).splitlines()[0] if str(e) else ""
         raise TraceError(f"torch.export could not export {type(model).__name__}: {type(e).__name__}: {first}",
                          op=type(model).__name__,
                          hint="check the example inputs match forward(); for Hugging Face models pass "
                               "use_cache=False") from e
+    if seen:
+        names = ", ".join(sorted(seen))
+        raise TraceError(f"torch.export inlines the forward of the custom autograd function {names}: the "
+                         f"compact model would compute other gradients than {names}.backward", op=names,
+                         hint="use the fx frontend (frontend='fx'), which keeps each such function as one "
+                              "call with its own backward")
     gm = ep.module()
     for node in list(gm.graph.nodes):  # input guards of the unlifted module: not part of the model
         if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
@@ -99,6 +108,26 @@ def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict,
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+@contextlib.contextmanager
+def _custom_backwards() -> Iterator[set[str]]:
+    """The names of the user-defined ``autograd.Function`` classes (with their own ``backward``)
+    applied while the block runs."""
+    function = torch.autograd.function.Function
+    orig_apply = function.__dict__["apply"]
+    seen: set[str] = set()
+
+    def apply(cls, *args, **kwargs):
+        if cls.backward is not function.backward and not cls.__module__.startswith("torch."):
+            seen.add(cls.__qualname__)
+        return orig_apply.__get__(None, cls)(*args, **kwargs)
+
+    function.apply = classmethod(apply)
+    try:
+        yield seen
+    finally:
+        function.apply = orig_apply
 
 
 def _inline_grad_mode_regions(gm: fx.GraphModule) -> None:
