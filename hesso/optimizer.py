@@ -41,6 +41,7 @@ from hesso.distributed import Reducer
 from hesso.schedule import Schedule, decay_factor
 from hesso.space import SpaceLike
 from hesso.target import Target
+from hesso.uniform import default_kind, equalize, kinds_of
 from hesso.units import UnitLayout, UnitScaler
 
 __all__ = ["HESSO", "ACTIVE", "REDUNDANT", "PRUNED"]
@@ -94,6 +95,9 @@ class HESSO(torch.optim.Optimizer):
         group_divisible: keep a multiple of this many units in every group.
         importance: weights of the saliency criteria (default 0.2 each), see :mod:`hesso.saliency`.
         cric: ``True`` or a :class:`~hesso.cric.CRIC` to test each period's choice first.
+        uniform: ``True`` (or a function of a group giving its kind) to remove the same number of units
+            from every group of a kind (:mod:`hesso.uniform`: every layer's attention, every layer's MLP),
+            so the pruned model has one width per kind, as a standard Hugging Face config describes it.
         base_options: passed to the ``torch.optim`` class (``nesterov``, ``amsgrad``, ``foreach``…).
 
     Example:
@@ -114,7 +118,7 @@ class HESSO(torch.optim.Optimizer):
                  target_param_reduction: float | None = None, start_pruning_step: int = 0,
                  pruning_steps: int | None = None, pruning_periods: int = 1, group_divisible: int = 1,
                  importance: Mapping[str, float] | None = None, cric: bool | CRIC | None = None,
-                 **base_options: Any):
+                 uniform: bool | Callable[[Any], Any] = False, **base_options: Any):
         if variant not in _BASES:
             raise ValueError(f"variant must be one of {sorted(_BASES)}, got {variant!r}")
         if params is None:
@@ -132,6 +136,8 @@ class HESSO(torch.optim.Optimizer):
         self.weights = saliency.check_weights(importance)
         self.layout = UnitLayout(model, space, group_divisible, owned=self._params())
         U = self.layout.num_units
+        self._kinds = (kinds_of(self.layout.groups, default_kind if uniform is True else uniform)
+                       if uniform else None)
         if self.layout.excluded:
             ex = self.layout.excluded
             shown = "; ".join(f"{gid}: {why}" for gid, why in list(ex.items())[:5])
@@ -278,11 +284,31 @@ class HESSO(torch.optim.Optimizer):
     def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
         alive = self._status == ACTIVE
         if self._exact is not None:  # the compact model's true cost, each weight counted once
-            return select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
-                                self.budget.period_target(period, 0.0), slack=0.005 * self._exact.total)
-        removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
-        target = self.budget.period_target(period, removed)
-        return select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+            target = self.budget.period_target(period, 0.0)
+            chosen = select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
+                                  target, slack=0.005 * self._exact.total)
+
+            def reached(mask: torch.Tensor) -> bool:
+                return self._exact(mask) >= target
+        else:
+            removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
+            target = self.budget.period_target(period, removed)
+            chosen = select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+            cost = self.budget.unit_cost.cpu().double()
+
+            def reached(mask: torch.Tensor) -> bool:
+                return float(cost[mask & alive.cpu()].sum()) >= target
+        if self._kinds is None:
+            return chosen
+        chosen = equalize(chosen, scores, alive, self.layout.offsets, self.layout.divisors, self._kinds,
+                          reached=reached if target > 0 else None)
+        mask = ~alive.cpu()
+        mask[chosen] = True
+        if target > 0 and not reached(mask):
+            log.warning("uniform widths: period %d removes every unit it evenly can and still misses its %s "
+                        "target (%s); the metrics report the reduction reached", period, self.budget.kind,
+                        f"{target:,.0f}")
+        return chosen
 
     def _check_feasible(self, group_divisible: int) -> None:
         """A target no set of units reaches is refused now, with the most that can be removed."""

@@ -8,11 +8,11 @@ per pipeline stage (``tracing``, ``graph``, ``analysis``, ``rewrite``, ``report`
 
 from otograph.analysis import Group, Member, Registry, SearchSpace, register_op, search_space
 from otograph.errors import AnalysisError, OtographError, RewriteError, TraceError
-from otograph.rewrite import compress, verify
+from otograph.rewrite import ShrinkError, compress, register_resize, verify
 from otograph.tracing import Traced, trace
 
-__all__ = ["trace", "search_space", "compress", "verify", "viz", "register_op", "Registry", "Traced", "SearchSpace",
-           "Group", "Member", "OtographError", "TraceError", "AnalysisError", "RewriteError"]
+__all__ = ["trace", "search_space", "compress", "verify", "viz", "register_op", "register_resize", "Registry", "Traced",
+           "SearchSpace", "Group", "Member", "OtographError", "TraceError", "AnalysisError", "RewriteError", "ShrinkError"]
 __version__ = "0.1.0"
 
 

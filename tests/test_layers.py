@@ -39,7 +39,7 @@ def test_otograph_loads_neither_cli_nor_graphviz():
 
 
 #: the layers of docs/architecture.md, lowest first; a module may import its own package and the layers below
-LAYERS = [("errors",), ("fileio",), ("tracing",), ("graph",), ("analysis",), ("rewrite",), ("report", "drawing"),
+LAYERS = [("errors",), ("fileio",), ("tracing",), ("graph",), ("analysis",), ("rewrite",), ("report", "drawing", "hf"),
           ("cli", "integrations"), ("testing",)]
 LEVEL = {pkg: i for i, pkgs in enumerate(LAYERS) for pkg in pkgs}
 

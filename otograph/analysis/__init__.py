@@ -26,8 +26,12 @@ def analyse(traced: Traced, registry: Registry | None = None, *, strict: bool = 
 
 def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
                  autowrap: Iterable[Callable] = (), registry: Registry | None = None,
-                 frontend: str = DEFAULT_FRONTEND, strict: bool = False) -> SearchSpace:
+                 frontend: str = DEFAULT_FRONTEND, strict: bool = False, dynamic_shapes: Any = "auto") -> SearchSpace:
     """Trace ``model`` and infer its zero-invariant groups.
+
+    ``dynamic_shapes`` (export frontend): ``"auto"`` traces with every input axis the code leaves free
+    kept symbolic (batch, sequence length, image size), so the compact model runs at other shapes;
+    ``None`` fixes the example's shapes; or a spec as ``torch.export.export`` takes it.
 
     ``registry``: the op rules (default: the built-in ones; see :class:`Registry`). ``strict``:
     a rule that fails raises :class:`~otograph.errors.AnalysisError` naming the node, instead of
@@ -41,5 +45,6 @@ def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: I
         >>> [(g.id, g.num_units, g.prunable) for g in space.groups]
         [('0', 8, True), ('3', 4, False)]
     """
-    traced = trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend=frontend)
+    traced = trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend=frontend,
+                   dynamic_shapes=dynamic_shapes)
     return analyse(traced, registry, strict=strict)

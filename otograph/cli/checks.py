@@ -194,17 +194,19 @@ def _fit_example(loaded: LoadedModel, x: torch.Tensor, explicit_shape: bool, spe
 @torch.no_grad()
 def _check_classes(loaded: LoadedModel, x: torch.Tensor, y: torch.Tensor, spec: str) -> None:
     out = loaded.model(x[:2])
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+    lm = isinstance(out, torch.Tensor) and out.ndim == 3 and y.ndim == 2  # (batch, seq, vocab), next tokens
+    if not isinstance(out, torch.Tensor) or (out.ndim != 2 and not lm):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise SpecError(f"{loaded.spec} outputs {shape}; prune trains classifiers with cross-entropy, which "
-                        f"needs (batch, classes) logits")
+                        f"needs (batch, classes) logits (or a language model's (batch, seq, vocab) with "
+                        f"(batch, seq) next tokens)")
     if y.dtype.is_floating_point or y.numel() == 0:
         return
     top = int(y.max())
-    if top >= out.shape[1] or int(y.min()) < 0:
+    if top >= out.shape[-1] or int(y.min()) < 0:
         fix = ("drop num_classes from the spec" if "num_classes" in loaded.options
                else f"give the model {top + 1} outputs, e.g. ?num_classes={top + 1}")
-        raise DataError(f"--data {spec} has class labels up to {top} but {loaded.spec} outputs {out.shape[1]} "
+        raise DataError(f"--data {spec} has class labels up to {top} but {loaded.spec} outputs {out.shape[-1]} "
                         f"classes", hint=fix)
 
 

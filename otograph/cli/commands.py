@@ -21,7 +21,7 @@ from otograph.cli.specs import (
     parse_input_shape,
 )
 
-__all__ = ["trace", "viz", "prune", "verify", "report", "budget", "prune_options"]
+__all__ = ["trace", "viz", "prune", "verify", "report", "export", "budget", "prune_options"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def trace(args: argparse.Namespace) -> int:
     from otograph.report.tables import space_json, space_table
 
     at_least("--limit", args.limit, 0)
-    loaded = load_model(args.model, parse_input_shape(args.input_shape))
+    loaded = load_model(args.model, parse_input_shape(args.input_shape), seq_len=args.seq_len)
     space = _space(loaded, args)
     if args.json:
         print(json.dumps({"model": loaded.spec, "class": type(loaded.model).__name__,
@@ -69,7 +69,7 @@ def viz(args: argparse.Namespace) -> int:
         source = Path(args.removed)
     if source is not None:
         removed = read_units(source)
-    loaded = load_model(spec, parse_input_shape(args.input_shape))
+    loaded = load_model(spec, parse_input_shape(args.input_shape), seq_len=args.seq_len)
     space = _space(loaded, args)
     if removed is not None:
         check_units(removed, space, source)
@@ -140,7 +140,7 @@ def prune_options(args: argparse.Namespace) -> PruneOptions:
                         baseline=not args.no_baseline, seed=args.seed, leaf_modules=tuple(args.leaf),
                         progress=not args.quiet, threads=args.threads, frontend=args.frontend,
                         finetune_epochs=args.finetune_epochs, round_to=args.round_to, weights=args.weights,
-                        distill=args.distill)
+                        distill=args.distill, onnx=args.onnx, seq_len=args.seq_len)
 
 
 def prune(args: argparse.Namespace) -> int:
@@ -154,7 +154,8 @@ def prune(args: argparse.Namespace) -> int:
     print(f"exactness: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64); "
           f"wall time {run.wall_seconds:.1f} s")
     f = run.files
-    names = ["report.md", *(["model.pt2"] if f.pt2 else []), "model.py", "state_dict.pt",
+    names = ["report.md", *(["model.pt2"] if f.pt2 else []), *(["model.onnx"] if f.onnx else []),
+             *([f"{f.hf}/"] if f.hf else []), "model.py", "state_dict.pt",
              *([f.reference] if f.reference else []), *([f.search_space] if f.search_space else []),
              *([f.training_chart] if f.training_chart else []), "run.json", "removed_units.json"]
     print(f"wrote {o.out}/: {', '.join(names)}")
@@ -212,4 +213,29 @@ def report(args: argparse.Namespace) -> int:
 
     run = RunRecord.load(args.dir)
     print(run.to_json() if args.json else render_report(run))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """``otograph export FILE.pt2 --onnx``: the saved program as ONNX, its dynamic axes kept."""
+    import torch
+
+    from otograph.rewrite.onnx import save_onnx
+
+    path = Path(args.model)
+    if path.is_dir():
+        path = path / "model.pt2"
+    if path.suffix != ".pt2" or not path.is_file():
+        raise SpecError(f"{args.model}: not a .pt2 file or a folder holding model.pt2")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
+        raise SpecError(f"could not load {path} with torch.export.load: {type(e).__name__}: {e}") from e
+    example = getattr(program, "example_inputs", None)
+    if not example:
+        raise SpecError(f"{path} holds no example inputs, which torch.onnx.export needs",
+                        hint="save it again with torch.export.save from torch 2.5 or later")
+    out = Path(args.output) if args.output else path.with_name("model.onnx")
+    save_onnx(program, (tuple(example[0]), dict(example[1])), out)
+    say(f"wrote {out}")
     return 0

@@ -23,6 +23,7 @@ import otograph
 from hesso import HESSO, Teacher
 from otograph.analysis import SearchSpace
 from otograph.cli.checks import batch_pair, check_data, check_trainable, traced_space
+from otograph.cli.hfmodels import CausalLM
 from otograph.cli.options import OptionError, PruneOptions
 from otograph.cli.record import (
     RUN_JSON,
@@ -41,6 +42,7 @@ from otograph.cli.report_md import render_report
 from otograph.cli.specs import (
     LoadedData,
     LoadedModel,
+    SpecError,
     load_data,
     load_model,
     peek_num_classes,
@@ -52,6 +54,7 @@ from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_tex
 from otograph.report.measure import measure
 from otograph.report.plots import Panel, Series, save_chart
 from otograph.report.tables import space_table
+from otograph.rewrite.inplace import ShrinkError
 from otograph.rewrite.save import export_program, save_compact
 from otograph.tracing.values import normalize_inputs
 
@@ -61,9 +64,13 @@ log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
 
+#: The Hugging Face folder of a pruned causal LM, in the run folder.
+HF_FOLDER = "hf"
+
 #: What a run folder may hold: ``--force`` replaces a folder with ``run.json`` and nothing else.
 RUN_FILES = frozenset({"report.md", "model.pt2", "model.py", "state_dict.pt", "reference.pt2", "search_space.svg",
-                       "search_space.dot", "training.png", "run.json", "removed_units.json", "__pycache__"})
+                       "search_space.dot", "training.png", "run.json", "removed_units.json", "__pycache__",
+                       "model.onnx", HF_FOLDER})
 
 
 @dataclass
@@ -84,6 +91,7 @@ class Compressed:
     removed: dict[str, list[int]]
     accuracy: float
     exactness: Exactness
+    shrunk: nn.Module | None = None  # a causal LM: a copy of the trained model shrunk in place
 
 
 def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
@@ -131,7 +139,9 @@ def load(o: PruneOptions, say: Say = log.info) -> tuple[LoadedModel, LoadedData]
         torch.set_num_threads(threads)
     torch.manual_seed(o.seed)
     nc = peek_num_classes(o.data)
-    loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
+    loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None, seq_len=o.seq_len)
+    if loaded.kind == "hf":
+        as_language_model(loaded)
     check_trainable(loaded)
     if o.weights:
         load_weights(loaded.model, o.weights)
@@ -228,9 +238,17 @@ def compress_and_verify(model: nn.Module, space: SearchSpace, data: LoadedData, 
     compact = otograph.compress(model, space)
     compact.eval()
     accuracy = evaluate(compact, data.val)
-    ex = exactness(model, compact, data)
+    shrunk = None
+    if isinstance(model, CausalLM):  # its class kept, checked in float64 at two shapes (an exported graph
+        shrunk = copy.deepcopy(model)  # fixes its float32 dtypes, so the float64 check runs on this copy)
+        try:
+            otograph.compress(shrunk, space, removed, inplace=True)
+        except ShrinkError as e:
+            say(f"no Hugging Face folder: the model cannot be shrunk in place: {e}")
+            shrunk = None
+    ex = exactness(model, compact, data, f64=shrunk)
     say(f"compact model: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64)")
-    return Compressed(compact, removed, accuracy, ex)
+    return Compressed(compact, removed, accuracy, ex, shrunk)
 
 
 #: The exactness bound, as in :attr:`otograph.rewrite.verify.Verification.exact` (float64).
@@ -238,8 +256,10 @@ BOUND_TEXT = "1e-9·max(1, max|y|)"
 
 
 @torch.no_grad()
-def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512) -> Exactness:
-    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs.
+def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int = 512,
+              f64: nn.Module | None = None) -> Exactness:
+    """max |Δ| in float32 and float64 and the share of equal predictions on up to ``limit`` inputs
+    (float64 on ``f64`` instead of ``compact`` when given: the same model with a class that converts).
 
     A gate, not a measurement only: a trained model whose outputs are not finite raises
     :class:`TrainingError`, and a compact model beyond float rounding of it (the float64 bound of
@@ -253,8 +273,8 @@ def exactness(full: nn.Module, compact: nn.Module, data: LoadedData, limit: int 
         raise TrainingError(f"the trained model outputs NaN or inf on {len(x)} validation inputs, so it cannot "
                             f"be compressed or checked", hint="train more gently: a smaller --lr")
     v32 = otograph.verify(full, compact, x)
-    v64 = otograph.verify(full, compact, x, dtype=torch.float64)
-    same = float((y.argmax(1) == compact(x).argmax(1)).float().mean())
+    v64 = otograph.verify(full, compact if f64 is None else f64, x, dtype=torch.float64)
+    same = float((y.argmax(-1) == compact(x).argmax(-1)).float().mean())
     if not v64.exact:
         raise RewriteError(
             f"the compact model does not compute what the trained model computes: max |Δ| {v64.max_abs:.3g} in "
@@ -278,15 +298,50 @@ def save_files(stage: Path, o: PruneOptions, model: nn.Module, example: Any, com
     """The compact model (.pt2, .py, state dict), the reference, the removed units and the picture."""
     from otograph.drawing import render
 
-    files = Files(**save_compact(comp.model, example, stage))
+    files = Files(**save_compact(comp.model, example, stage, onnx=o.onnx))
+    if not o.onnx:
+        files.onnx = None
+    elif not files.onnx:
+        say(f"no model.onnx: {files.onnx_error}")
     if o.save_reference:
         files.reference = _save_reference(stage / "reference.pt2", model, example)
+    if comp.shrunk is not None:
+        files.hf, files.hf_standard = save_hf_folder(stage / HF_FOLDER, comp.shrunk.lm, say)
     write_text(stage / "removed_units.json", json.dumps(comp.removed, indent=1))
     pic = render(space, stage / "search_space.svg", removed=comp.removed, title=f"{title}, after pruning")
     files.search_space = pic.path.name
     if pic.message:
         say(pic.message)
     return files
+
+
+def as_language_model(loaded: LoadedModel) -> None:
+    """An ``hf:`` causal LM as prune trains it: :class:`CausalLM` (token ids in, logits out) on the
+    example's token ids; other Hugging Face models are refused."""
+    from otograph.cli.hfmodels import is_causal
+
+    if not is_causal(loaded.config):
+        raise SpecError(f"{loaded.spec} is a {type(loaded.model).__name__}: prune trains causal language models "
+                        f"from hf:PATH (next-token cross-entropy)",
+                        hint="trace or draw it (otograph trace/viz), or prune it with the library and HESSO")
+    loaded.model = CausalLM(loaded.model)
+    loaded.example_inputs = loaded.example_inputs["input_ids"]
+
+
+def save_hf_folder(path: Path, lm: nn.Module, say: Say) -> tuple[str | None, bool | None]:
+    """Write the language model shrunk in place as a Hugging Face folder: ``(folder name, whether stock
+    from_pretrained loads it)``, or ``(None, None)`` with the reason said."""
+    import otograph.hf
+
+    try:
+        info = otograph.hf.save_pretrained(lm, path)
+    except otograph.OtographError as e:
+        say(f"no Hugging Face folder: {e}")
+        return None, None
+    how = ("AutoModelForCausalLM.from_pretrained" if info["standard"]
+           else "otograph.hf.from_pretrained (per-layer widths)")
+    say(f"wrote {path.name}/: load it with {how}")
+    return path.name, info["standard"]
 
 
 def _save_reference(path: Path, model: nn.Module, example: Any) -> str | None:

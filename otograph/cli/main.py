@@ -6,6 +6,8 @@
     otograph prune torchvision:resnet18?num_classes=10 --data imagefolder:~/pics --input-shape 1,3,64,64 --out runs/r18
     otograph verify runs/default/reference.pt2 runs/default/model.pt2
     otograph report runs/default
+    otograph export runs/default/model.pt2 --onnx       # model.onnx beside it
+    otograph trace hf:path/to/llama --seq-len 32          # a local Hugging Face folder
 
 This module parses the flags, dispatches to :mod:`otograph.cli.commands`, and turns otograph's
 errors into one readable message and exit status 2 (130 on Ctrl-C, 141 when stdout is closed, 1 with
@@ -27,6 +29,8 @@ __all__ = ["main", "build_parser"]
 
 def _input_shape(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", metavar="1,3,224,224", help="example input shape (default: from the model spec)")
+    p.add_argument("--seq-len", type=int, default=None, metavar="N",
+                   help="hf:PATH models: the example's sequence length (batch 2; default 16)")
 
 
 def _tracing(p: argparse.ArgumentParser) -> None:
@@ -83,6 +87,8 @@ def _prune_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: 1 for the built-in model, else torch's default)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (torch.onnx.export, dynamo=True; needs onnx and onnxscript)")
     _tracing(p)
 
 
@@ -119,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted relative difference (float32)")
     p.add_argument("--seed", type=int, default=0)
     _input_shape(p)
+
+    p = sub.add_parser("export", help="write a saved model.pt2 (or a prune run's) as model.onnx")
+    p.add_argument("model", metavar="FILE.pt2", help="a torch.export .pt2 file, or a folder written by prune")
+    p.add_argument("--onnx", action="store_true", required=True, help="write ONNX (the one format offered)")
+    p.add_argument("-o", "--output", default=None, help="the .onnx file (default: model.onnx beside the .pt2)")
 
     p = sub.add_parser("report", help="print the report of a prune run folder")
     p.add_argument("dir")
@@ -182,7 +193,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ap.print_help()
         return 2
     handler = {"trace": commands.trace, "viz": commands.viz, "prune": commands.prune, "verify": commands.verify,
-               "report": commands.report}[args.command]
+               "report": commands.report, "export": commands.export}[args.command]
     return handler(args)
 
 

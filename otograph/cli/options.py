@@ -69,6 +69,8 @@ class PruneOptions:
     threads: int | None = None   # torch threads; None: 1 for the built-in model, else torch's default
     progress: bool = True
     save_reference: bool = True
+    onnx: bool = False           # also write model.onnx
+    seq_len: int | None = None   # hf:PATH models: the example's sequence length
 
     def hyper(self) -> dict[str, Any]:
         """The base optimizer's keyword arguments: lr, weight decay (and momentum for SGD)."""

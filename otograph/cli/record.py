@@ -131,6 +131,10 @@ class Files:
     reference: str | None = None
     search_space: str | None = None
     training_chart: str | None = None
+    onnx: bool | None = None          # None: not asked for (--onnx)
+    onnx_error: str | None = None
+    hf: str | None = None             # the Hugging Face folder of a pruned causal LM (hf:PATH)
+    hf_standard: bool | None = None   # stock from_pretrained loads it (every layer the same widths)
 
 
 @dataclass

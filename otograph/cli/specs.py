@@ -7,7 +7,10 @@ Models:
 * ``timm:NAME[?k=v&...]`` — ``timm.create_model(NAME, **kwargs)`` (needs ``timm``);
 * ``module.path:factory[?k=v&...]`` — your own code: ``factory(**kwargs)`` returns a module, or a
   ``(module, example_inputs)`` pair;
-* ``FILE.pt2`` — a saved ``torch.export`` program, or a folder written by ``otograph prune``.
+* ``FILE.pt2`` — a saved ``torch.export`` program, or a folder written by ``otograph prune``;
+* ``hf:PATH`` — a Hugging Face model from a local folder (``AutoModelForCausalLM`` for a causal LM,
+  else ``AutoModel``; no hub access), traced by the export frontend on token ids of
+  ``--input-shape BATCH,SEQ`` or ``--seq-len SEQ`` (:mod:`otograph.cli.hfmodels`).
 
 Values in ``?k=v`` are Python literals where they parse (``num_classes=10``, ``pretrained=False``)
 and strings otherwise. ``--input-shape 1,3,224,224`` overrides the spec's default input shape.
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DEFAULT_DATA = "digits"
 
-_FORMS = ("default, torchvision:NAME[?k=v&...], timm:NAME, module.path:factory[?k=v], "
+_FORMS = ("default, torchvision:NAME[?k=v&...], timm:NAME, module.path:factory[?k=v], hf:PATH, "
           "a saved FILE.pt2, or a folder written by `otograph prune`")
 
 
@@ -70,12 +73,15 @@ class LoadedModel:
     model: nn.Module
     example_inputs: Any
     spec: str
-    kind: str  # "default" | "torchvision" | "timm" | "factory" | "pt2"
+    kind: str  # "default" | "torchvision" | "timm" | "factory" | "pt2" | "hf"
     options: dict = field(default_factory=dict)
+    config: Any = None  # a Hugging Face model's config
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
         x = self.example_inputs
+        if isinstance(x, dict) and isinstance(x.get("input_ids"), torch.Tensor):
+            x = x["input_ids"]
         return tuple(x.shape) if isinstance(x, torch.Tensor) else None
 
 
@@ -101,9 +107,11 @@ def parse_spec(spec: str) -> tuple[str, str, dict]:
     kwargs = {k: _literal(v) for k, v in parse_qsl(query, keep_blank_values=True)} if query else {}
     if base in ("", DEFAULT_MODEL):
         return "default", "", kwargs
+    if base.startswith("hf:"):
+        return "hf", base[3:], kwargs
     if ":" in base and not Path(base).exists():
         scheme, name = base.split(":", 1)
-        if scheme in ("torchvision", "timm"):
+        if scheme in ("torchvision", "timm", "hf"):
             return scheme, name, kwargs
         if scheme and name:
             return "factory", base, kwargs
@@ -124,13 +132,18 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def load_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
-               defaults: dict | None = None) -> LoadedModel:
+               defaults: dict | None = None, seq_len: int | None = None) -> LoadedModel:
     """Build the model named by ``spec`` (see the module docstring) in eval mode.
 
     ``defaults`` are keyword arguments used when the spec does not give them and the factory
-    accepts them (the CLI passes ``num_classes`` from the data set).
+    accepts them (the CLI passes ``num_classes`` from the data set). ``seq_len``: the example's
+    sequence length for ``hf:`` models.
     """
     scheme, name, kwargs = parse_spec(spec or DEFAULT_MODEL)
+    if scheme == "hf":
+        return _hf(name, kwargs, input_shape, seq_len, spec)
+    if seq_len is not None:
+        raise SpecError("--seq-len is for hf:PATH models; give other models --input-shape")
     loader = {"default": _default, "torchvision": _torchvision, "timm": _timm, "factory": _factory,
               "file": _file}[scheme]
     try:
@@ -206,8 +219,20 @@ def resolve_leaves(model: nn.Module, names: tuple[str, ...] | list[str]) -> tupl
 
 
 def frontend_for(loaded: LoadedModel, requested: str | None = None) -> str:
-    """The tracing frontend: ``requested``, else ``export`` for a saved ``.pt2`` program, else the default."""
-    return requested or ("export" if loaded.kind == "pt2" else DEFAULT_FRONTEND)
+    """The tracing frontend: ``requested``, else ``export`` for a saved ``.pt2`` program or a Hugging Face
+    model, else the default."""
+    return requested or ("export" if loaded.kind in ("pt2", "hf") else DEFAULT_FRONTEND)
+
+
+def _hf(name, kwargs, input_shape, seq_len, spec) -> LoadedModel:
+    from otograph.cli.hfmodels import load_hf, token_inputs
+
+    if seq_len is not None and seq_len < 1:
+        raise SpecError(f"--seq-len must be at least 1, got {seq_len}")
+    model, config = load_hf(name, kwargs)
+    to_eval(model)
+    x = token_inputs(model, config, input_shape, seq_len)
+    return LoadedModel(model, x, spec, "hf", kwargs, config)
 
 
 def _default(name, kwargs, defaults) -> LoadedModel:

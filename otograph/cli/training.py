@@ -16,7 +16,7 @@ from otograph.cli.checks import batch_pair
 from otograph.cli.specs import LoadedData
 from otograph.errors import OtographError
 
-__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer", "batch_loss"]
+__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer", "batch_loss", "per_class"]
 
 _BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -62,15 +62,24 @@ def base_optimizer(model: nn.Module, name: str, hyper: dict[str, Any]) -> torch.
     return _BASES[name](model.parameters(), **hyper)
 
 
+def per_class(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, targets)`` as ``(N, classes)`` and ``(N,)``: a language model's ``(batch, seq, vocab)``
+    logits and ``(batch, seq)`` next tokens become one row per position."""
+    if out.ndim == 3 and y.ndim == 2:
+        return out.flatten(0, 1), y.flatten()
+    return out, y
+
+
 def evaluate(model: nn.Module, loader) -> float:
-    """Top-1 accuracy in percent."""
+    """Top-1 accuracy in percent (of positions, for a language model)."""
     was = model.training
     model.eval()
     right = total = 0
     with torch.no_grad():
         for batch in loader:
             x, y = batch_pair(batch, "the validation data")
-            right += int((model(x).argmax(1) == y).sum())
+            out, y = per_class(model(x), y)
+            right += int((out.argmax(1) == y).sum())
             total += len(y)
     model.train(was)
     return 100.0 * right / max(1, total)
@@ -78,10 +87,11 @@ def evaluate(model: nn.Module, loader) -> float:
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                teacher: Teacher | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The loss to minimise on one batch and its distillation term: cross-entropy, plus
-    ``T² · KL(teacher ‖ student)`` at the teacher's temperature when a teacher is given."""
+    """The loss to minimise on one batch and its distillation term: cross-entropy (per position for a
+    language model, see :func:`per_class`), plus ``T² · KL(teacher ‖ student)`` at the teacher's
+    temperature when a teacher is given."""
     logits = model(x)
-    loss = nn.functional.cross_entropy(logits, y)
+    loss = nn.functional.cross_entropy(*per_class(logits, y))
     if teacher is None:
         return loss, None
     kd = teacher.loss(logits, teacher(x))  # no targets: the distillation term alone

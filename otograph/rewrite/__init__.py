@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.fx as fx
 
 from otograph.analysis.space import SearchSpace
 from otograph.errors import RewriteError
+from otograph.rewrite.attributes import ATTRIBUTE_RULES, AttributeRules, register_resize
 from otograph.rewrite.check import check_shapes
+from otograph.rewrite.inplace import ShrinkError, shrink_in_place
 from otograph.rewrite.plan import Plan, make_plan
 from otograph.rewrite.shrink import shrink
 from otograph.rewrite.verify import Verification, verify
 
-__all__ = ["compress", "verify", "Verification", "Plan", "make_plan"]
+__all__ = ["compress", "verify", "Verification", "Plan", "make_plan", "ShrinkError", "register_resize",
+           "AttributeRules", "ATTRIBUTE_RULES"]
 
 
-def compress(model: torch.nn.Module, space: SearchSpace,
-             units: Mapping[str, Iterable[int]] | None = None) -> fx.GraphModule:
-    """A new, smaller ``GraphModule`` computing what the zeroed ``model`` computes.
+def compress(model: torch.nn.Module, space: SearchSpace, units: Mapping[str, Iterable[int]] | None = None, *,
+             inplace: bool = False, check: bool = True, check_inputs: Iterable[Any] | None = None,
+             ) -> fx.GraphModule | torch.nn.Module:
+    """A new, smaller ``GraphModule`` computing what the zeroed ``model`` computes; with
+    ``inplace=True``, ``model`` itself made smaller (same object, same class), checked.
 
     With ``units=None`` the units whose producer slices are all exactly zero in ``model`` are
     removed; otherwise ``units`` maps group ids to the units to remove. ``model`` (which may be
@@ -28,7 +34,22 @@ def compress(model: torch.nn.Module, space: SearchSpace,
     tracing) is untouched; the compact model takes its current tensors, dtype and device. The
     result is checked against the expected shapes on the example inputs before it is returned.
     A compact model traced by the export frontend is fixed in eval mode: ``.train()`` refuses.
+
+    ``inplace=True`` slices ``model``'s own tensors and updates its size attributes instead (see
+    :mod:`otograph.rewrite.inplace`), so its class's methods (``generate``, ``save_pretrained``) keep
+    working; ``check`` runs it in float64 on the example inputs and at a second batch size and
+    sequence length (or on ``check_inputs``) against the zeroed original and raises
+    :class:`ShrinkError` (the model left as it was) on any difference.
+
+    Example:
+        >>> import torch, otograph
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> space = otograph.search_space(net, torch.randn(3, 4))
+        >>> otograph.compress(net, space, {"0": [1, 5]}, inplace=True) is net, net[0].out_features
+        (True, 6)
     """
+    if inplace:
+        return shrink_in_place(model, space, units, check=check, check_inputs=check_inputs)
     if units is None:
         units = space.zero_units(model)
     plan = make_plan(space, units)

@@ -2,8 +2,9 @@
 
 :func:`save_compact` writes a compact ``GraphModule`` three ways:
 
-* ``model.pt2`` — ``torch.export.save`` of the compact graph (batch dimension dynamic where the
-  code allows it); ``torch.export.load(path).module()`` runs it with only ``torch`` installed;
+* ``model.pt2`` — ``torch.export.save`` of the compact graph (batch size, sequence length and image
+  size dynamic where the code allows them); ``torch.export.load(path).module()`` runs it with only
+  ``torch`` installed;
 * ``state_dict.pt`` — its tensors, loadable with ``torch.load(..., weights_only=True)``;
 * ``model.py`` — the fx code as a plain ``nn.Module`` that rebuilds every submodule from
   ``torch.nn`` and loads ``state_dict.pt`` (``from model import load; net = load()``), written only
@@ -25,6 +26,7 @@ import torch.fx as fx
 from torch import nn
 
 from otograph.fileio import atomic_write, save_tensors, write_text
+from otograph.tracing.export import auto_dynamic_shapes
 from otograph.tracing.values import normalize_inputs
 
 __all__ = ["save_compact", "load_exported", "standalone_source", "export_program", "ExportedModule"]
@@ -32,17 +34,17 @@ __all__ = ["save_compact", "load_exported", "standalone_source", "export_program
 log = logging.getLogger(__name__)
 
 
-def export_program(model: nn.Module, args: tuple) -> torch.export.ExportedProgram:
-    """``torch.export`` in eval mode, batch dimension dynamic when the code allows it."""
+def export_program(model: nn.Module, args: tuple, kwargs: dict | None = None) -> torch.export.ExportedProgram:
+    """``torch.export`` in eval mode, every input axis the code leaves free dynamic (batch, sequence
+    length, image size), else static."""
     model.eval()
-    auto = getattr(torch.export.Dim, "AUTO", None)
-    if auto is not None:
-        dyn = tuple({0: auto} if isinstance(a, torch.Tensor) and a.ndim else None for a in args)
-        try:
-            return torch.export.export(model, args, dynamic_shapes=dyn, strict=False)
-        except Exception as e:  # noqa: BLE001 - a static export is still a valid artefact
-            log.info("dynamic-batch export failed (%s); exporting with static shapes", e)
-    return torch.export.export(model, args, strict=False)
+    kwargs = kwargs or {}
+    try:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=auto_dynamic_shapes(model, args, kwargs),
+                                   strict=False)
+    except Exception as e:  # noqa: BLE001 - a static export is still a valid artefact
+        log.info("dynamic-shape export failed (%s); exporting with static shapes", e)
+    return torch.export.export(model, args, kwargs, strict=False)
 
 
 class ExportedModule(nn.Module):
@@ -169,14 +171,14 @@ def _put(root, path, value, kind="module"):
             + "\n\n" + "\n".join(lines) + "\n\n" + body + "\n" + _LOADER.format(cls=class_name))
 
 
-def _check_source(path: Path, gm: nn.Module, args: tuple) -> bool:
+def _check_source(path: Path, gm: nn.Module, args: tuple, kwargs: dict) -> bool:
     spec = importlib.util.spec_from_file_location(f"_otograph_check_{uuid.uuid4().hex}", path)
     mod = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(mod)
         net = mod.load(str(path.parent / "state_dict.pt"))
         with torch.no_grad():
-            a, b = gm(*args), net(*args)
+            a, b = gm(*args, **kwargs), net(*args, **kwargs)
         return bool(torch.equal(a, b)) if isinstance(a, torch.Tensor) else True
     except Exception as e:  # noqa: BLE001
         log.info("model.py does not reproduce the model (%s)", e)
@@ -185,17 +187,20 @@ def _check_source(path: Path, gm: nn.Module, args: tuple) -> bool:
         sys.modules.pop(spec.name, None)
 
 
-def save_compact(gm: fx.GraphModule, example_inputs: Any, folder: str | os.PathLike) -> dict[str, Any]:
-    """Write ``model.pt2``, ``state_dict.pt`` and ``model.py`` for ``gm`` into ``folder``.
+def save_compact(gm: fx.GraphModule, example_inputs: Any, folder: str | os.PathLike, *,
+                 onnx: bool = False) -> dict[str, Any]:
+    """Write ``model.pt2``, ``state_dict.pt`` and ``model.py`` for ``gm`` into ``folder``, and with
+    ``onnx`` also ``model.onnx`` (from the exported program, the same dynamic axes).
 
-    Returns ``{"pt2": bool, "standalone_py": bool, "dynamic_batch": bool}``.
+    Returns ``{"pt2": bool, "standalone_py": bool, "dynamic_batch": bool}`` (and ``"onnx": bool``).
     """
     folder = Path(folder)
-    args, _ = normalize_inputs(example_inputs)
+    args, kwargs = normalize_inputs(example_inputs)
     gm.eval()
     info: dict[str, Any] = {"pt2": False, "standalone_py": False, "dynamic_batch": False}
+    ep = None
     try:
-        ep = export_program(gm, args)
+        ep = export_program(gm, args, kwargs)
         with atomic_write(folder / "model.pt2") as f:
             torch.export.save(ep, f)
         info["pt2"] = True
@@ -207,10 +212,19 @@ def save_compact(gm: fx.GraphModule, example_inputs: Any, folder: str | os.PathL
     src = standalone_source(gm)
     if src is not None:
         write_text(folder / "model.py", src)
-        info["standalone_py"] = _check_source(folder / "model.py", gm, args)
+        info["standalone_py"] = _check_source(folder / "model.py", gm, args, kwargs)
     if not info["standalone_py"]:
         write_text(folder / "model.py", "# fx code of the compact model; it needs the original submodule classes.\n"
                    "# Use model.pt2 (torch.export.load(path).module()) for a standalone model.\n" + gm.code)
+    if onnx:
+        from otograph.rewrite.onnx import save_onnx
+
+        try:
+            save_onnx(ep if ep is not None else gm, (args, kwargs), folder / "model.onnx")
+            info["onnx"] = True
+        except Exception as e:  # noqa: BLE001 - the other files are still the compact model
+            log.warning("ONNX export failed, no model.onnx written: %s", e)
+            info["onnx"], info["onnx_error"] = False, f"{type(e).__name__}: {e}"
     return info
 
 

@@ -138,3 +138,15 @@ class NestedUntraceable(nn.Module):
 
 def nested_untraceable():
     return NestedUntraceable(), torch.randn(1, 3, 16, 16)
+
+
+def token_data(batch_size: int = 8, vocab: int = 61, seq: int = 8):
+    """Next-token pairs ``(ids, ids shifted by one)`` of a counting language (each token is the last
+    plus one, modulo ``vocab``), for ``otograph prune hf:PATH``: 32 training and 8 validation rows."""
+    g = torch.Generator().manual_seed(0)
+    start = torch.randint(0, vocab, (40, 1), generator=g)
+    ids = (start + torch.arange(seq + 1)) % vocab
+    train, val = torch.utils.data.TensorDataset(ids[:32, :-1], ids[:32, 1:]), torch.utils.data.TensorDataset(
+        ids[32:, :-1], ids[32:, 1:])
+    return (torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=g),
+            torch.utils.data.DataLoader(val, batch_size=batch_size))

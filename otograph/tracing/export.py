@@ -3,27 +3,89 @@
 The exported program is unlifted back into a ``GraphModule`` whose parameters are ``get_attr``
 nodes under their original names and whose calls are ATen ops; the op registry maps those ops to
 the same canonical kinds as the fx frontend (``aten.linear`` → ``linear``), so one rule serves both.
+
+Shapes are dynamic by default (``dynamic_shapes="auto"``): every axis of every tensor input is
+``Dim.AUTO``, so ``torch.export`` keeps symbolic what the code leaves free (batch, sequence length,
+image size) and specialises the rest (channels, hidden sizes). The graph, and the compact model built
+from it, then run at other batch sizes and sequence lengths. Should the dynamic export fail, the
+static one is used (logged).
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    >>> gm = export_graph(net, (torch.randn(2, 3, 8, 8),), {})
+    >>> dynamic_axes(gm)                     # batch, height, width; channels are fixed by the conv
+    ((0, 2, 3),)
+    >>> gm(torch.randn(5, 3, 11, 9)).shape
+    torch.Size([5, 4])
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import logging
 import operator
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.fx as fx
+from torch.fx.experimental.symbolic_shapes import is_concrete_int
+from torch.utils._pytree import tree_map
 
 from otograph.errors import TraceError
 
-__all__ = ["export_graph"]
+__all__ = ["export_graph", "auto_dynamic_shapes", "dynamic_axes"]
+
+log = logging.getLogger(__name__)
 
 
-def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict) -> fx.GraphModule:
-    """``torch.export.export(strict=False)`` unlifted to a ``GraphModule`` without input guards."""
+def auto_dynamic_shapes(model: torch.nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """``dynamic_shapes`` for ``torch.export``, by ``forward``'s parameter names: ``Dim.AUTO`` on every
+    axis of every tensor input."""
+    auto = torch.export.Dim.AUTO
+
+    def one(x: Any) -> Any:
+        return {a: auto for a in range(x.ndim)} if isinstance(x, torch.Tensor) and x.ndim else None
+
+    bound = inspect.signature(model.forward).bind(*args, **kwargs).arguments
+    return {name: tree_map(one, v) for name, v in bound.items()}
+
+
+def dynamic_axes(gm: fx.GraphModule) -> tuple[tuple[int, ...], ...]:
+    """The symbolic axes of each placeholder of an exported graph (``()`` for a static input)."""
+    out = []
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            val = n.meta.get("val")
+            shape = val.shape if isinstance(val, torch.Tensor) else ()
+            out.append(tuple(a for a, d in enumerate(shape) if not is_concrete_int(d)))
+    return tuple(out)
+
+
+def _export(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
+    if isinstance(dynamic_shapes, str) and dynamic_shapes == "auto":
+        try:
+            return torch.export.export(model, args, kwargs, dynamic_shapes=auto_dynamic_shapes(model, args, kwargs),
+                                       strict=False)
+        except Exception as e:  # noqa: BLE001 - a static graph is still a valid trace
+            log.info("export with dynamic shapes failed (%s); exporting for the example's shapes",
+                     str(e).splitlines()[0] if str(e) else type(e).__name__)
+        dynamic_shapes = None
+    return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+
+
+def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict,
+                 dynamic_shapes: Any = "auto") -> fx.GraphModule:
+    """``torch.export.export(strict=False)`` unlifted to a ``GraphModule`` without input guards.
+
+    ``dynamic_shapes``: ``"auto"`` (every input axis ``Dim.AUTO``, falling back to static shapes),
+    ``None`` (the example's shapes), or a spec as ``torch.export.export`` takes it.
+    """
     try:
         with _custom_backwards() as seen:
-            ep = torch.export.export(model, args, kwargs, strict=False)
+            ep = _export(model, args, kwargs, dynamic_shapes)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
         first = str(e).splitlines()[0] if str(e) else ""
         raise TraceError(f"torch.export could not export {type(model).__name__}: {type(e).__name__}: {first}",

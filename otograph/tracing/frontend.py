@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 
 from otograph.errors import TraceError, UnsupportedInput
-from otograph.tracing.export import export_graph
+from otograph.tracing.export import dynamic_axes, export_graph
 from otograph.tracing.flops import FlopCount
 from otograph.tracing.fx import fx_graph
 from otograph.tracing.preserve import unchanged
@@ -59,6 +59,9 @@ class Traced:
     model: torch.nn.Module | None = field(default=None, repr=False)
     #: every parameter and buffer of the model when it was traced: name → shape
     tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    #: per flat input (see ``flat_inputs``), the axes the graph leaves free (export frontend, dynamic
+    #: shapes); None when the frontend does not say (fx: whatever the code allows)
+    dynamic: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         n = len(self.gm.graph.nodes)
@@ -66,12 +69,14 @@ class Traced:
 
 
 def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),
-          autowrap: Iterable[Callable] = (), frontend: str = DEFAULT_FRONTEND) -> Traced:
+          autowrap: Iterable[Callable] = (), frontend: str = DEFAULT_FRONTEND, dynamic_shapes: Any = "auto") -> Traced:
     """Trace ``model`` and record every node's shape on ``example_inputs``.
 
     ``leaf_modules`` (types or qualified names) are kept as single calls; ``autowrap`` functions
-    are recorded as calls instead of being traced through (both fx only). The graph is traced in
-    eval mode; the model's modes are restored afterwards.
+    are recorded as calls instead of being traced through (both fx only). ``dynamic_shapes`` (export
+    only): ``"auto"`` leaves every axis the code allows free (batch, sequence length, image size),
+    ``None`` fixes the example's shapes, anything else is passed to ``torch.export.export``. The graph
+    is traced in eval mode; the model's modes are restored afterwards.
 
     Example:
         >>> import torch, otograph
@@ -89,15 +94,17 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
             return trace(model, example_inputs, leaf_modules=leaf_modules, autowrap=autowrap, frontend="fx")
         except TraceError as e:
             log.info("fx tracing failed (%s); trying torch.export", str(e).splitlines()[0])
-            return trace(model, example_inputs, frontend="export")
+            return trace(model, example_inputs, frontend="export", dynamic_shapes=dynamic_shapes)
     with unchanged(model) as changes, eval_mode(model):
+        dynamic = None
         if frontend == "export":
-            gm = export_graph(model, args, kwargs)
+            gm = export_graph(model, args, kwargs, dynamic_shapes)
+            dynamic = dynamic_axes(gm)
         else:
             gm = fx_graph(model, args, kwargs, leaf_modules=leaf_modules, autowrap=autowrap)
         shapes = {n: tuple(t.shape) for n, t in list(model.named_parameters(remove_duplicate=False))
                   + list(model.named_buffers(remove_duplicate=False))}
-        traced = Traced(gm, args, kwargs, frontend, model, shapes)
+        traced = Traced(gm, args, kwargs, frontend, model, shapes, dynamic)
         record_shapes(traced)
     if changes.buffers and frontend == "fx":
         log.warning("forward updates the buffers %s in place; torch.fx does not record such updates, so the "

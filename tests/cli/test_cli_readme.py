@@ -83,7 +83,7 @@ def test_readme_names_real_commands_and_files():
     assert "docs/zoo.md" in text
 
 
-@pytest.mark.parametrize("command", ["trace", "viz", "prune", "verify", "report"])
+@pytest.mark.parametrize("command", ["trace", "viz", "prune", "verify", "report", "export"])
 def test_every_subcommand_is_documented(command):
     assert f"otograph {command}" in README.read_text()
     assert f"otograph {command}" in (README.parent / "docs" / "cli.md").read_text()

@@ -305,7 +305,7 @@ def _rewrite_slice(edit) -> None:
     keep = edit.keep(x).get(dim % len(shape))
     if keep is None:
         return
-    start, end, step = edit.arg("start"), edit.arg("end"), edit.arg("step", default=1)
+    start, end, step = (_static(v) for v in (edit.arg("start"), edit.arg("end"), edit.arg("step", default=1)))
     if step != 1 or not all(v is None or isinstance(v, int) for v in (start, end)):
         edit.fail("a strided or computed slice over a shrinking axis")
     lo, hi, _ = slice(start, end).indices(shape[dim % len(shape)])
@@ -318,7 +318,7 @@ def _slice(call):
     x = call.arg("input")
     s, shape = call.slot(x), call.shape(x)
     dim = norm_axis(call.arg("dim", default=0), len(shape))
-    sl = slice(call.arg("start"), call.arg("end"), call.arg("step", default=1))
+    sl = slice(*(_static(v) for v in (call.arg("start"), call.arg("end"), call.arg("step", default=1))))
     if s.pax is not None:  # a slice of a parameter: still its elements
         pax = tuple(p[sl] if a == dim and p is not None else p for a, p in enumerate(s.pax))
         call.set_out(Slot(pax=pax, pnames=s.pnames, pzero=s.pzero))
@@ -331,7 +331,7 @@ def _slice(call):
 
 
 def _rewrite_select(edit) -> None:
-    x, dim, i = edit.arg("input"), edit.arg("dim"), edit.arg("index")
+    x, dim, i = edit.arg("input"), edit.arg("dim"), _static(edit.arg("index"))
     shape = edit.shape(x)
     keep = edit.keep(x).get(dim % len(shape))
     if keep is None:
@@ -350,5 +350,5 @@ def _select(call):
         call.set_out(Slot())
         return
     dim = norm_axis(call.arg("dim"), len(shape))
-    i = call.arg("index") if s.ids.shape[dim] > 1 else 0
+    i = _static(call.arg("index")) if s.ids.shape[dim] > 1 else 0
     call.set_out(Slot(np.take(s.ids, i, axis=dim), np.take(s.zero, i, axis=dim)))
