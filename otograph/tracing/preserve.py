@@ -56,7 +56,8 @@ def unchanged(model: torch.nn.Module) -> Iterator[Changes]:
                 delattr(m, extra)
         with torch.no_grad():
             for key, (t, before, req) in values.items():
-                changed = t.grad_fn is not None or t.shape != before.shape or not torch.equal(t, before)
+                changed = (t.grad_fn is not None or t.shape != before.shape
+                           or (not t.is_meta and not torch.equal(t, before)))  # meta tensors hold no values
                 if changed:
                     changes.buffers.append(names.get(key, "?"))
                     t.detach_()

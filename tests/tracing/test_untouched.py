@@ -46,3 +46,11 @@ def test_a_failed_trace_leaves_the_model_as_it_was():
     with pytest.raises(otograph.TraceError):
         otograph.search_space(model, torch.randn(1, 3, 8, 8))
     assert float(model.count) == 0.0
+
+
+def test_a_model_on_the_meta_device_is_analysed():
+    """No values to compare or restore on the meta device (how tools/scale_llama.py builds LLaMA-8B)."""
+    with torch.device("meta"):
+        model = Stateful()
+    space = otograph.search_space(model, torch.randn(1, 3, 8, 8, device="meta"), frontend="export")
+    assert space.prunable_groups and model.count.is_meta
