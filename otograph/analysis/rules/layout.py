@@ -169,7 +169,7 @@ def expand_index(idx, ndim: int) -> tuple:
 def index_slot(call, s: Slot, shape, idx) -> Slot | None:
     """Slot of ``x[idx]``: basic indexing (ints, slices, None, Ellipsis) anywhere, and integer
     tensor indices along axes without channel structure (a gather along tokens or positions).
-    None if unsupported (a tensor index along a channel axis, a boolean mask)."""
+    None if unsupported (a tensor index or a strided slice along a channel axis, a boolean mask)."""
     idx = expand_index(idx, len(shape))
     idx = idx + (slice(None),) * (len(shape) - sum(1 for i in idx if i is not None))
     np_idx, ax = [], 0
@@ -186,6 +186,8 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
         elif isinstance(i, int):
             np_idx.append(i if varies else 0)
         elif isinstance(i, slice):
+            if varies and _static(i.step) not in (None, 1):
+                return None  # a stride over a shrinking axis has no compact form
             np_idx.append(i if varies else slice(None))
         else:
             return None
@@ -276,7 +278,7 @@ def _getitem(call):
         return
     out = index_slot(call, s, shape, idx)
     if out is None:
-        call.pin(s.ids, f"is indexed with tensors by {call.name}")
+        call.pin(s.ids, f"is indexed with tensors or a strided slice by {call.name}")
         call.set_out(Slot())
         return
     call.set_out(out)
@@ -325,6 +327,10 @@ def _slice(call):
         return
     if s.ids is None or s.ids.shape[dim] == 1:
         call.set_out(s.moved(s.ids, s.zero) if s.ids is not None else Slot())
+        return
+    if sl.step not in (None, 1):
+        call.pin(s.ids, f"is sliced with a stride along a channel axis by {call.name}")
+        call.set_out(Slot())
         return
     sl = (slice(None),) * dim + (sl,)
     call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
