@@ -12,10 +12,12 @@ progressive pruning, tables and plots.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from typing import Any
 import torch
 
 __all__ = ["ROOT", "RESULTS", "DOCS", "options", "Store", "environment", "mean_std", "pm", "table",
-           "torch_pruning", "count_flops", "count_params", "prune_to_flops", "line_plot", "finish", "log"]
+           "torch_pruning", "count_flops", "count_params", "prune_to_flops", "line_plot", "finish", "log", "time_limit"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -121,7 +123,7 @@ def environment(threads: int) -> dict[str, Any]:
         pass
     try:
         from importlib.metadata import version as dist_version
-        tp_version = dist_version("torch-pruning")
+        tp_version = dist_version("torch-pruning") if torch_pruning() is not None else None
     except Exception:  # noqa: BLE001 - not installed
         tp_version = None
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": version("transformers"),
@@ -149,6 +151,22 @@ def table(head: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None 
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(sep) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise ``TimeoutError`` in the main thread when the block runs longer than ``seconds`` (SIGALRM;
+    for the pure-Python loops of a peer library that may not end, e.g. Torch-Pruning's dependency graph
+    on current Hugging Face LLaMA models, VainF/Torch-Pruning#527)."""
+    def alarm(signum, frame):
+        raise TimeoutError(f"{what} took longer than {seconds:g} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def torch_pruning():

@@ -293,7 +293,8 @@ def plan(store: Store, r: Recipe, d: Data, seeds: list[int], cuts: list[float], 
     """Run (or resume) every experiment; keys are ``setting/method/cut/seed``."""
     have_tp = torch_pruning() is not None
     if not have_tp:
-        log("torch_pruning is not installed (pip install 'otograph[bench]'): Torch-Pruning rows are skipped")
+        log("WARNING: torch_pruning is not installed (pip install 'otograph[bench]'): the Torch-Pruning "
+            "methods are SKIPPED, their rows stay empty")
     dense_models: dict[int, torch.nn.Module] = {}
 
     def dense(seed: int) -> torch.nn.Module:
@@ -313,11 +314,11 @@ def plan(store: Store, r: Recipe, d: Data, seeds: list[int], cuts: list[float], 
                 if m == "dense" or (m in TP_METHODS and not have_tp):
                     continue
                 if m.startswith("HESSO"):
-                    store.run(k, lambda cut=cut, m=m: run_hesso(r, d, seed, cut, cric=m == "HESSO-CRIC"))
+                    store.run(k, lambda cut=cut, m=m, seed=seed: run_hesso(r, d, seed, cut, cric=m == "HESSO-CRIC"))
                 elif m in TP_METHODS:
-                    store.run(k, lambda cut=cut, m=m: run_tp(r, d, seed, cut, m))
+                    store.run(k, lambda cut=cut, m=m, seed=seed: run_tp(r, d, seed, cut, m))
                 else:
-                    store.run(k, lambda cut=cut: run_slim(r, d, seed, cut))
+                    store.run(k, lambda cut=cut, seed=seed: run_slim(r, d, seed, cut))
         if trained_cut is None:
             continue
         init = copy.deepcopy(dense(seed).state_dict())
@@ -329,7 +330,7 @@ def plan(store: Store, r: Recipe, d: Data, seeds: list[int], cuts: list[float], 
                     continue
                 k = f"{prefix}{setting}/{m}/{cut:g}/seed{seed}"
 
-                def go(m=m, distil=distil, cut=cut):
+                def go(m=m, distil=distil, cut=cut, seed=seed, init=init):
                     t = teacher_for(r, dense(seed)) if distil else None
                     if m.startswith("HESSO"):
                         return run_hesso(r, d, seed, cut, cric=m == "HESSO-CRIC", init=init, teacher=t)
@@ -343,6 +344,13 @@ def plan(store: Store, r: Recipe, d: Data, seeds: list[int], cuts: list[float], 
 TUNE: dict[str, dict[str, Any]] = {
     "default": {},
     "tp-continue": {"tp_lr": "continue"},
+    # HESSO's schedule: when the periods run, how many, and so how long the fine-tuning tail is
+    "hesso-early": {"start": 0.05, "span": 0.25},
+    "hesso-late": {"start": 0.25, "span": 0.35},
+    "hesso-periods10": {"periods": 10},
+    # HESSO's saliency weights
+    "hesso-magnitude": {"importance": (("magnitude", 1.0),)},
+    "hesso-taylor": {"importance": (("taylor_first_order", 0.5), ("taylor_second_order", 0.5))},
 }
 
 
@@ -507,7 +515,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     r = Recipe()
     seeds, cuts, trained_cut = [0, 1, 2], [0.5, 0.8], 0.5
-    methods = METHODS
     if a.quick:  # one seed, one cut, three epochs on 256 images; from trained weights only HESSO and TP magnitude
         r = replace(r, epochs=3, batch_size=32, periods=2, tp_steps=20, taylor_batches=2)
         seeds, cuts = [0], [0.5]

@@ -27,7 +27,17 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Store, count_flops, count_params, environment, finish, log, options, table, where
+from benchmarks.common import (
+    Store,
+    count_flops,
+    count_params,
+    environment,
+    finish,
+    log,
+    options,
+    table,
+    where,
+)
 
 TITLE = "Latency: compact against original on CPU"
 MODELS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "vit_b_16", "lm")

@@ -46,6 +46,7 @@ from benchmarks.common import (
     log,
     options,
     table,
+    time_limit,
     torch_pruning,
     where,
 )
@@ -74,6 +75,7 @@ class Recipe:
     periods: int = 5
     tp_lr: str = "restart"  # fine-tuning: a fresh warm-up and cosine ("continue": one schedule over all steps)
     taylor_batches: int = 10
+    tp_graph_limit: float = 120.0  # seconds for Torch-Pruning to build its graph once, else the row is a failure
     eval_windows: int = 256
     seed: int = 0
 
@@ -329,6 +331,17 @@ def tp_ratio(tp, r: Recipe, model, c: Corpus, method: str, target_params: int) -
 def run_tp(r: Recipe, c: Corpus, base_params: int, target_params: int, method: str, keep: Models) -> dict[str, Any]:
     tp = torch_pruning()
     model = build(r)
+    try:  # Torch-Pruning's graph of the untrained model first: no training spent when it cannot prune it
+        t0 = time.perf_counter()
+        with time_limit(r.tp_graph_limit, "Torch-Pruning's dependency graph of the LLaMA model"):
+            tp_model(tp, r, copy.deepcopy(model), c, "TP magnitude", 0.1, None)
+        log(f"{method}: Torch-Pruning builds its graph in {time.perf_counter() - t0:.1f} s")
+    except TimeoutError as e:
+        log(f"{method}: FAILED, {e}")
+        from importlib.metadata import version
+
+        return {"error": f"{e} (transformers {version('transformers')}, torch-pruning {version('torch-pruning')}; "
+                         "a 2-layer, hidden-32 copy still had no graph after 300 s); no model"}
     g = torch.Generator().manual_seed(r.seed)
     first = r.steps // 2
     opt = adamw(r, model.parameters())
@@ -350,11 +363,11 @@ def run_tp(r: Recipe, c: Corpus, base_params: int, target_params: int, method: s
 
 
 def slim_size(r: Recipe, target_params: int) -> tuple[int, int]:
-    """The smallest (hidden, MLP width), shrunk by one factor (multiples of the head count and of 8),
+    """The smallest (hidden, MLP width), shrunk by one factor (multiples of twice the head count and of 8),
     with at least ``target_params`` parameters."""
     best = (r.hidden, r.intermediate)
     for s in [x / 200 for x in range(40, 201)]:
-        h = max(r.heads, round(r.hidden * s / r.heads) * r.heads)
+        h = max(2 * r.heads, round(r.hidden * s / (2 * r.heads)) * 2 * r.heads)  # RoPE: an even head size
         i = max(8, round(r.intermediate * s / 8) * 8)
         n = count_params_config(r, h, i)
         if n >= target_params:
@@ -418,6 +431,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
              f"`torch.export` graph (the compact model is one), median of {meta.get('repeats', '?')} interleaved "
              f"passes, {env['threads']} threads.", ""]
     rows = []
+    failed = {m: x["error"] for m, x in runs.items() if isinstance(x, dict) and "error" in x}
+    runs = {m: x for m, x in runs.items() if m not in failed}
     for m in ("dense",) + METHODS:
         x = runs.get(m)
         if not x:
@@ -433,6 +448,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
              f"right after pruning (ratio {x['ratio']:.3f})" for m, x in runs.items() if "ppl_dense_half" in x]
     if extra:
         lines += ["Torch-Pruning, before fine-tuning: " + "; ".join(extra) + ".", ""]
+    if failed:
+        lines += ["**Could not run**: " + "; ".join(f"{m}: {e}" for m, e in failed.items()) + ".", ""]
     series = {m: [(runs[m]["params_cut"], runs[m]["ppl"], 0.0)] for m in METHODS if m in runs}
     if series:
         p = line_plot(images / "lm.png", series, xlabel="parameter cut (%)", ylabel="held-out perplexity per byte",
@@ -457,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     r, limit, repeats = Recipe(), None, 7
     if a.quick:
         r = replace(r, hidden=32, intermediate=64, layers=2, heads=4, seq=32, batch_size=4, steps=6, warmup=2,
-                    periods=2, taylor_batches=1, eval_windows=8)
+                    periods=2, taylor_batches=1, eval_windows=8, tp_graph_limit=10.0)
         limit, repeats = 6, 2
     if a.steps:
         r = replace(r, steps=a.steps)
@@ -478,12 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     store.run("dense", lambda: run_dense(r, c, keep))
     store.run("HESSO", lambda: run_hesso(r, c, base_params, keep))
     if torch_pruning() is None:
-        log("torch_pruning is not installed (pip install 'otograph[bench]'): Torch-Pruning rows are skipped")
+        log("WARNING: torch_pruning is not installed (pip install 'otograph[bench]'): the Torch-Pruning "
+            "methods are SKIPPED, their rows stay empty")
     else:
         for m in ("TP magnitude", "TP Taylor"):
             store.run(m, lambda m=m: run_tp(r, c, base_params, target_params, m, keep))
     store.run("uniform from scratch", lambda: run_slim(r, c, base_params, target_params, keep))
-    names = [m for m in ("dense",) + METHODS if m in store.runs]
+    names = [m for m in ("dense",) + METHODS if m in store.runs and "error" not in store.runs[m]]
     models = {m: keep.get(m) for m in names}
     if "HESSO" in models and models["HESSO"] is not None and not isinstance(models["HESSO"], torch.fx.GraphModule):
         models["HESSO"] = compact_of(r, c, models["HESSO"])

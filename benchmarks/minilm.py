@@ -330,8 +330,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
              f"evaluated (exported at batch {r['batch_size']} × {r['max_length']}). Torch-Pruning "
              f"{env.get('torch_pruning')}: pruned before the first step; Taylor gradients from {r['taylor_batches']} "
              f"batches. Machine: {env['cpu']}, {env['threads']} threads, torch {env['torch']}, transformers "
-             f"{env.get('transformers')}, commit {env.get('commit')}, {env.get('date')}. One seed (each run is "
-             f"about an hour of this machine).", ""]
+             f"{env.get('transformers')}, commit {env.get('commit')}, {env.get('date')}. One seed; each run's "
+             f"wall time is in the JSON (`seconds`).", ""]
     rows = []
     if dense:
         rows.append(["dense (teacher)", f"{meta['dense_params']:,}", "0 %", "72 / 9,216", "1.0000",
@@ -367,9 +367,12 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = options(__doc__)
+    ap.add_argument("--steps", type=int, default=None, help="distillation steps per method (default 480)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     r, limit = Recipe(), None
+    if a.steps:
+        r = replace(r, steps=a.steps)
     if a.quick:
         r = replace(r, steps=4, batch_size=4, max_length=16, periods=2, layers=2, taylor_batches=1)
         limit = 12
@@ -393,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     store.run("dense", lambda: evaluate(dense, c, ref, r, fixed=False))
     store.run("HESSO", lambda: run_hesso(r, c, ref, base))
     if torch_pruning() is None:
-        log("torch_pruning is not installed (pip install 'otograph[bench]'): Torch-Pruning rows are skipped")
+        log("WARNING: torch_pruning is not installed (pip install 'otograph[bench]'): the Torch-Pruning "
+            "methods are SKIPPED, their rows stay empty")
     else:
         for m in ("TP magnitude", "TP Taylor"):
             store.run(m, lambda m=m: run_tp(r, c, ref, base, m))
