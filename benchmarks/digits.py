@@ -380,8 +380,11 @@ def collect(runs: dict[str, Any], prefix: str = "") -> dict[tuple[str, str, str]
     return out
 
 
-def _cell(recs: list[dict[str, Any]] | None, field: str = "acc", digits: int = 2) -> str:
-    return pm([x[field] for x in recs], digits) if recs else "–"
+def _cell(recs: list[dict[str, Any]] | None, field: str = "acc", digits: int = 2, full: int = 0) -> str:
+    """``mean ± std``, with the number of seeds when fewer than ``full`` ran."""
+    if not recs:
+        return "–"
+    return pm([x[field] for x in recs], digits) + (f" (n={len(recs)})" if len(recs) < full else "")
 
 
 def _cut(recs: list[dict[str, Any]] | None, field: str = "flops_cut") -> str:
@@ -413,14 +416,15 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
              f"(one image = 0.28 points); *FLOPs cut* is measured on that model. Machine: {env['cpu']}, "
              f"{env['threads']} threads, torch {env['torch']}, commit {env.get('commit')}, {env.get('date')}.", ""]
     if dense:
-        lines += [f"Dense: **{pm([x['acc'] for x in dense])} %** ({seeds} seeds).", ""]
+        lines += [f"Dense: **{pm([x['acc'] for x in dense])} %** ({seeds} seeds). *n=k*: only k of the "
+                  f"{len(meta['seeds'])} seeds ran in the time this run had.", ""]
     head = ["method"] + [h for c in cuts for h in (f"acc @ {float(c):.0%} (%)", "FLOPs cut", "params cut")]
     rows = []
     for m in METHODS[1:]:
         row = [m]
         for c in cuts:
             recs = g.get(("scratch", m, c))
-            row += [_cell(recs), _cut(recs), _cut(recs, "params_cut")]
+            row += [_cell(recs, full=len(meta["seeds"])), _cut(recs), _cut(recs, "params_cut")]
         if any(x != "–" for x in row[1:]):
             rows.append(row)
     lines += ["### From scratch", "", table(head, rows, "l" + "r" * (len(head) - 1)), ""]
@@ -430,7 +434,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
         for m in METHODS[1:]:
             a, b = g.get(("trained", m, c)), g.get(("trained-distil", m, c))
             if a or b:
-                rows.append([m, _cell(a), _cell(b), _cut(a or b), _cut(a or b, "params_cut")])
+                n = len(meta["seeds"])
+                rows.append([m, _cell(a, full=n), _cell(b, full=n), _cut(a or b), _cut(a or b, "params_cut")])
         lines += [f"### From the trained dense weights, {float(c):.0%} FLOPs target", "",
                   f"{r['epochs']} more epochs for every method (the uniform model: {2 * r['epochs']} epochs from "
                   f"scratch, the same total).", "",

@@ -99,11 +99,11 @@ def hesso_prune(model: torch.nn.Module, space, example: Any, divisor: int, cut: 
 
 
 @torch.inference_mode()
-def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int) -> dict[str, dict[str, float]]:
-    """Median and quartiles (ms) of ``rounds`` interleaved passes of every model."""
+def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median and quartiles (ms) of ``rounds`` interleaved passes of every model, after ``warmup`` passes."""
     for m in models.values():
         m.eval()
-        for _ in range(2):
+        for _ in range(warmup):
             call(m, x)
     ts: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(rounds):
@@ -118,7 +118,8 @@ def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int) -> dict[str
     return out
 
 
-def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float) -> dict[str, Any]:
+def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float, batches: tuple[int, ...] = BATCHES,
+              warmup: int = 2) -> dict[str, Any]:
     """Prune, compress and time one model. The fx frontend's compact graphs take any batch size, so one
     trace serves both; the export frontend's are traced at each batch size (same units removed)."""
     import otograph
@@ -129,7 +130,7 @@ def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float) -> dic
     pruned = {}
     for d in DIVISORS:
         pruned[d] = copy.deepcopy(model)
-    for b in BATCHES:
+    for b in batches:
         if frontend == "fx" and graphs:
             graphs[b] = graphs[BATCHES[0]]
             continue
@@ -145,9 +146,9 @@ def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float) -> dic
             if b == BATCHES[0]:
                 rec[f"gd{d}"] = {"flops_cut": 1 - count_flops(c, ex) / rec["flops"],
                                  "params_cut": 1 - count_params(c) / rec["params"], "max_abs_diff": check.max_abs}
-    for b in BATCHES:
+    for b in batches:
         log(f"{name}: timing batch {b} ({rounds[b]} rounds)")
-        rec[f"batch{b}"] = timings(graphs[b], batched(ex, b), rounds[b])
+        rec[f"batch{b}"] = timings(graphs[b], batched(ex, b), rounds[b], warmup)
     return rec
 
 
@@ -157,7 +158,10 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
     lines = [f"## {TITLE}", "",
              f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), HESSO's choice of units "
              f"for a {meta['cut']:.0%} FLOPs target with `group_divisible` 1 and 8, compact model from "
-             f"`otograph.compress`. Median CPU latency (ms) of {meta['rounds']} interleaved rounds per batch size "
+             f"`otograph.compress`. Median CPU latency (ms) of "
+             f"{', '.join(f'{n} interleaved rounds at batch {b}' for b, n in meta['rounds'].items())}, after "
+             f"{meta.get('warmup', 2)} warm-up pass(es) ({', '.join(NAMES[n] for n in meta.get('batch1_only', [])) or 'no model'} "
+             f"timed at batch 1 only, for time) "
              f"(25th–75th percentile in the JSON), {env['threads']} threads, {env['cpu']} ({env['cores']} cores, "
              f"shared with other work: the interleaving makes the ratios fair, the absolute times are noisy), torch "
              f"{env['torch']}, commit {env.get('commit')}, {env.get('date')}. *Ratio* = latency cut ÷ FLOPs cut "
@@ -171,7 +175,10 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
             g = x[f"gd{d}"]
             row = [NAMES[name], str(d), f"{100 * g['flops_cut']:.1f} %", f"{100 * g['params_cut']:.1f} %"]
             for b in BATCHES:
-                t = x[f"batch{b}"]
+                t = x.get(f"batch{b}")
+                if t is None:
+                    row += ["not timed", "–", "–"]
+                    continue
                 o, c = t["original"]["median"], t[f"gd{d}"]["median"]
                 lat = 1 - c / o
                 row += [f"{o:.1f} → {c:.1f}", f"{100 * lat:.1f} %", f"**{lat / g['flops_cut']:.2f}**"]
@@ -183,7 +190,7 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
     ok = []
     for name in CNNS:
         x = runs.get(name)
-        if x:
+        if x and "batch32" in x:
             t = x["batch32"]
             ratio = (1 - t["gd8"]["median"] / t["original"]["median"]) / x["gd8"]["flops_cut"]
             ok.append((NAMES[name], ratio))
@@ -210,7 +217,10 @@ def plot(runs: dict[str, Any], images: Path, rel: str) -> list[str]:
         for i, d in enumerate(DIVISORS):
             vals = []
             for n in names:
-                t = runs[n][f"batch{b}"]
+                t = runs[n].get(f"batch{b}")
+                if t is None:
+                    vals.append(float("nan"))
+                    continue
                 vals.append((1 - t[f"gd{d}"]["median"] / t["original"]["median"]) / runs[n][f"gd{d}"]["flops_cut"])
             ax.bar([k + (i - 0.5) * w for k in range(len(names))], vals, w, label=f"group_divisible={d}")
         ax.axhline(0.8, color="#444444", lw=1, ls=":")
@@ -232,18 +242,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = options(__doc__)
     ap.add_argument("models", nargs="*", default=list(MODELS), help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per batch size (default 15 at batch 1, 7 at 32)")
+    ap.add_argument("--rounds32", type=int, default=None, help="timed rounds at batch 32 (default: --rounds)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed passes of each model first (default 2)")
+    ap.add_argument("--no-batch32", default="", help="comma-separated models timed at batch 1 only (time budget)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     rounds = {1: 15, 32: 7} if not a.quick else {1: 2, 32: 1}
     if a.rounds:
         rounds = dict.fromkeys(BATCHES, a.rounds)
+    if a.rounds32:
+        rounds[32] = a.rounds32
+    only1 = {x for x in a.no_batch32.split(",") if x}
     models = a.models if not a.quick else ["resnet50", "vit_b_16", "lm"] if a.models == list(MODELS) else a.models
     out_json, md, images = where(a, "latency")
     cut = 0.3 if a.quick else 0.5
-    meta = {"env": environment(a.threads), "cut": cut, "rounds": rounds, "lm_seq": 32 if a.quick else 256}
+    meta = {"env": environment(a.threads), "cut": cut, "rounds": rounds, "warmup": a.warmup,
+            "batch1_only": sorted(only1), "lm_seq": 32 if a.quick else 256}
     store = Store(out_json, meta, a.redo)
     for name in models:
-        store.run(name, lambda name=name: run_model(name, a.quick, rounds, cut))
+        store.run(name, lambda name=name: run_model(name, a.quick, rounds, cut,
+                                                          (1,) if name in only1 else BATCHES, a.warmup))
     finish(a, md, images)
     return 0
 

@@ -1,6 +1,7 @@
 """``docs/benchmarks.md`` from the result files: one section per script, in a fixed order.
 
-Each script module has ``TITLE`` and ``section(data, images, rel) -> str`` (``images`` is the folder
+``notes.md`` next to the results (written by hand after a run: what was left out, what the figures
+mean) goes right after the header. Each script module has ``TITLE`` and ``section(data, images, rel) -> str`` (``images`` is the folder
 the plots go to, ``rel`` its path relative to the markdown file). A script not run yet gets one line.
 
     python -m benchmarks.report        # rebuild docs/benchmarks.md from benchmarks/results/*.json
@@ -34,6 +35,9 @@ fine-tuning half.
 
 def render(results: Path, images: Path, rel: str) -> str:
     parts = [HEADER]
+    notes = Path(results) / "notes.md"  # hand-written: what this run left out and what the figures say
+    if notes.exists():
+        parts.append(notes.read_text())
     for name in SCRIPTS:
         mod = importlib.import_module(f"benchmarks.{name}")
         f = Path(results) / f"{name}.json"
