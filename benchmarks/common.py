@@ -73,8 +73,9 @@ class Store:
         self.path = Path(path)
         self.redo = list(redo)
         self.data: dict[str, Any] = {"meta": meta, "runs": {}}
-        if self.path.exists():
+        if self.path.exists():  # resume: the runs and any other records kept; the meta is this call's
             old = json.loads(self.path.read_text())
+            self.data.update({k: v for k, v in old.items() if k != "meta"})
             self.data["runs"] = old.get("runs", {})
 
     @property
