@@ -1,0 +1,270 @@
+"""Latency: CPU time of the compact model against the original's at a 50 % FLOPs cut, for
+ResNet-50, MobileNetV3-Large, EfficientNet-B0, ViT-B/16 and the LM of ``benchmarks/lm.py``, with
+``group_divisible`` 1 and 8; the figure of merit is the latency cut over the FLOPs cut.
+
+    python benchmarks/latency.py             # full: writes benchmarks/results/latency.json, docs/benchmarks.md
+    python benchmarks/latency.py --quick     # ResNet-18, a one-layer ViT and the tiny LM at 32x32, a 30 % cut,
+                                             # one repeat (CI: the code path, not the figures)
+
+Which units go is HESSO's choice by magnitude alone (``importance={"magnitude": 1}``,
+``target_flops_reduction=0.5``, one pruning period of one step on a random batch, random initial weights:
+latency depends on the shapes, not on the values); the compact
+model comes from ``otograph.compress`` and is checked against the pruned model. The original is timed
+as the graph otograph builds with nothing removed (the same frontend and code path as the compact
+one). Timings: forward passes in eval mode under ``torch.inference_mode``, the original and both
+compact models interleaved round by round (so the machine's load hits all alike), the median of the
+rounds, after two warm-up passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    Store,
+    count_flops,
+    count_params,
+    environment,
+    finish,
+    log,
+    options,
+    table,
+    where,
+)
+
+TITLE = "Latency: compact against original on CPU"
+MODELS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "vit_b_16", "lm")
+NAMES = {"resnet50": "ResNet-50", "mobilenet_v3_large": "MobileNetV3-Large", "efficientnet_b0": "EfficientNet-B0",
+         "vit_b_16": "ViT-B/16", "lm": "LLaMA LM (benchmarks/lm.py)"}
+CNNS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0")
+DIVISORS = (1, 8)
+BATCHES = (1, 32)
+
+
+def build(name: str, quick: bool) -> tuple[torch.nn.Module, Any, str]:
+    """``(model, example input of batch 1, frontend)``."""
+    torch.manual_seed(0)
+    if name == "lm":
+        from dataclasses import replace
+
+        from benchmarks import lm
+
+        r = lm.Recipe()
+        if quick:
+            r = replace(r, hidden=32, intermediate=64, layers=2, heads=4, seq=32)
+        return lm.build(r), {"input_ids": torch.randint(0, 256, (1, r.seq)), "use_cache": False}, "export"
+    import torchvision
+
+    size = 32 if quick else 224
+    kw = {"image_size": size} if name.startswith("vit") else {}
+    if quick and name.startswith("vit"):  # the same code path, a model small enough for CI
+        kw.update(patch_size=8, num_layers=1, num_heads=4, hidden_dim=64, mlp_dim=128)
+        return torchvision.models.VisionTransformer(**kw).eval(), torch.randn(1, 3, size, size), "fx"
+    if quick and name == "resnet50":
+        name = "resnet18"
+    return torchvision.models.get_model(name, weights=None, **kw).eval(), torch.randn(1, 3, size, size), "fx"
+
+
+def batched(example: Any, n: int) -> Any:
+    if isinstance(example, dict):
+        return {k: (v.expand(n, *v.shape[1:]).contiguous() if torch.is_tensor(v) else v) for k, v in example.items()}
+    return example.expand(n, *example.shape[1:]).contiguous()
+
+
+def call(model, x):
+    return model(**x) if isinstance(x, dict) else model(x)
+
+
+def hesso_prune(model: torch.nn.Module, space, example: Any, divisor: int, cut: float) -> None:
+    """One HESSO step on a random batch with a single one-step period: the chosen units are zero after it."""
+    from hesso import HESSO
+
+    opt = HESSO(model, space, variant="sgd", lr=1e-3, target_flops_reduction=cut, start_pruning_step=0,
+                pruning_steps=1, pruning_periods=1, group_divisible=divisor, importance={"magnitude": 1.0})
+    model.train()
+    x = batched(example, 2)
+    out = call(model, x)
+    out = out.logits if hasattr(out, "logits") else out
+    out.float().square().mean().backward()
+    opt.step()
+    model.eval()
+    assert opt.metrics()["stage"] == "done"
+
+
+@torch.inference_mode()
+def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median and quartiles (ms) of ``rounds`` interleaved passes of every model, after ``warmup`` passes."""
+    for m in models.values():
+        m.eval()
+        for _ in range(warmup):
+            call(m, x)
+    ts: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            t0 = time.perf_counter()
+            call(m, x)
+            ts[k].append(1000 * (time.perf_counter() - t0))
+    out = {}
+    for k, v in ts.items():
+        q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+        out[k] = {"median": statistics.median(v), "q1": q[0], "q3": q[2], "runs": len(v)}
+    return out
+
+
+def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float, batches: tuple[int, ...] = BATCHES,
+              warmup: int = 2) -> dict[str, Any]:
+    """Prune, compress and time one model. The fx frontend's compact graphs take any batch size, so one
+    trace serves both; the export frontend's are traced at each batch size (same units removed)."""
+    import otograph
+
+    model, ex, frontend = build(name, quick)
+    rec: dict[str, Any] = {"frontend": frontend, "flops": count_flops(model, ex), "params": count_params(model)}
+    graphs: dict[int, dict[str, torch.nn.Module]] = {}
+    pruned = {}
+    for d in DIVISORS:
+        pruned[d] = copy.deepcopy(model)
+    for b in batches:
+        if frontend == "fx" and graphs:
+            graphs[b] = graphs[BATCHES[0]]
+            continue
+        xb = batched(ex, b)
+        space = otograph.search_space(model, xb, frontend=frontend)
+        graphs[b] = {"original": otograph.compress(model, space)}
+        for d in DIVISORS:
+            if b == BATCHES[0]:
+                hesso_prune(pruned[d], space, ex, d, cut)
+            c = otograph.compress(pruned[d], space)
+            check = otograph.verify(pruned[d], c, xb)
+            graphs[b][f"gd{d}"] = c
+            if b == BATCHES[0]:
+                rec[f"gd{d}"] = {"flops_cut": 1 - count_flops(c, ex) / rec["flops"],
+                                 "params_cut": 1 - count_params(c) / rec["params"], "max_abs_diff": check.max_abs}
+    for b in batches:
+        log(f"{name}: timing batch {b} ({rounds[b]} rounds)")
+        rec[f"batch{b}"] = timings(graphs[b], batched(ex, b), rounds[b], warmup)
+    return rec
+
+
+def section(data: dict[str, Any], images: Path, rel: str) -> str:
+    meta, runs = data["meta"], data["runs"]
+    env = meta["env"]
+    lines = [f"## {TITLE}", "",
+             f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), HESSO's choice of units "
+             f"for a {meta['cut']:.0%} FLOPs target with `group_divisible` 1 and 8, compact model from "
+             f"`otograph.compress`. Median CPU latency (ms) of "
+             f"{', '.join(f'{n} interleaved rounds at batch {b}' for b, n in meta['rounds'].items())}, after "
+             f"{meta.get('warmup', 2)} warm-up pass(es) ({', '.join(NAMES[n] for n in meta.get('batch1_only', [])) or 'no model'} "
+             f"timed at batch 1 only, for time) "
+             f"(25th–75th percentile in the JSON), {env['threads']} threads, {env['cpu']} ({env['cores']} cores, "
+             f"shared with other work: the interleaving makes the ratios fair, the absolute times are noisy), torch "
+             f"{env['torch']}, commit {env.get('commit')}, {env.get('date')}. *Ratio* = latency cut ÷ FLOPs cut "
+             f"(1.0: time falls as much as FLOPs).", ""]
+    rows = []
+    for name in MODELS:
+        x = runs.get(name)
+        if not x:
+            continue
+        for d in DIVISORS:
+            g = x[f"gd{d}"]
+            row = [NAMES[name], str(d), f"{100 * g['flops_cut']:.1f} %", f"{100 * g['params_cut']:.1f} %"]
+            for b in BATCHES:
+                t = x.get(f"batch{b}")
+                if t is None:
+                    row += ["not timed", "–", "–"]
+                    continue
+                o, c = t["original"]["median"], t[f"gd{d}"]["median"]
+                lat = 1 - c / o
+                row += [f"{o:.1f} → {c:.1f}", f"{100 * lat:.1f} %", f"**{lat / g['flops_cut']:.2f}**"]
+            rows.append(row)
+    head = ["model", "group_divisible", "FLOPs cut", "params cut"]
+    for b in BATCHES:
+        head += [f"batch {b}: ms", "latency cut", "ratio"]
+    lines += [table(head, rows, "lr" + "r" * (len(head) - 2)), ""]
+    ok = []
+    for name in CNNS:
+        x = runs.get(name)
+        if x and "batch32" in x:
+            t = x["batch32"]
+            ratio = (1 - t["gd8"]["median"] / t["original"]["median"]) / x["gd8"]["flops_cut"]
+            ok.append((NAMES[name], ratio))
+    if ok:
+        met = all(r >= 0.8 for _, r in ok)
+        lines += [f"**Goal** (latency cut ≥ 0.8 × FLOPs cut at batch 32 for the CNNs with `group_divisible=8`): "
+                  f"**{'met' if met else 'not met'}** (" + ", ".join(f"{n} {r:.2f}" for n, r in ok) + ").", ""]
+    lines += plot(runs, images, rel)
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, Any], images: Path, rel: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in MODELS if n in runs]
+    if not names:
+        return []
+    fig, axes = plt.subplots(1, len(BATCHES), figsize=(9, 3.6), sharey=True)
+    w = 0.38
+    for ax, b in zip(axes, BATCHES, strict=True):
+        for i, d in enumerate(DIVISORS):
+            vals = []
+            for n in names:
+                t = runs[n].get(f"batch{b}")
+                if t is None:
+                    vals.append(float("nan"))
+                    continue
+                vals.append((1 - t[f"gd{d}"]["median"] / t["original"]["median"]) / runs[n][f"gd{d}"]["flops_cut"])
+            ax.bar([k + (i - 0.5) * w for k in range(len(names))], vals, w, label=f"group_divisible={d}")
+        ax.axhline(0.8, color="#444444", lw=1, ls=":")
+        ax.axhline(1.0, color="#444444", lw=1)
+        ax.set_xticks(range(len(names)), [NAMES[n].split(" (")[0] for n in names], rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"batch {b}", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("latency cut ÷ FLOPs cut")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    images.mkdir(parents=True, exist_ok=True)
+    path = images / "latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [f"![latency cut over FLOPs cut]({rel}/{path.name})", ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = options(__doc__)
+    ap.add_argument("models", nargs="*", default=list(MODELS), help=f"any of {', '.join(MODELS)}")
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds per batch size (default 15 at batch 1, 7 at 32)")
+    ap.add_argument("--rounds32", type=int, default=None, help="timed rounds at batch 32 (default: --rounds)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed passes of each model first (default 2)")
+    ap.add_argument("--no-batch32", default="", help="comma-separated models timed at batch 1 only (time budget)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    rounds = {1: 15, 32: 7} if not a.quick else {1: 2, 32: 1}
+    if a.rounds:
+        rounds = dict.fromkeys(BATCHES, a.rounds)
+    if a.rounds32:
+        rounds[32] = a.rounds32
+    only1 = {x for x in a.no_batch32.split(",") if x}
+    models = a.models if not a.quick else ["resnet50", "vit_b_16", "lm"] if a.models == list(MODELS) else a.models
+    out_json, md, images = where(a, "latency")
+    cut = 0.3 if a.quick else 0.5
+    meta = {"env": environment(a.threads), "cut": cut, "rounds": rounds, "warmup": a.warmup,
+            "batch1_only": sorted(only1), "lm_seq": 32 if a.quick else 256}
+    store = Store(out_json, meta, a.redo)
+    for name in models:
+        store.run(name, lambda name=name: run_model(name, a.quick, rounds, cut,
+                                                          (1,) if name in only1 else BATCHES, a.warmup))
+    finish(a, md, images)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
