@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-.venv/bin/ruff check otograph hesso tests tools
+.venv/bin/ruff check otograph hesso tests tools benchmarks
 .venv/bin/python -m pytest --doctest-modules otograph hesso tests "$@"
