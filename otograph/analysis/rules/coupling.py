@@ -76,28 +76,31 @@ def _norm_over_units(call, x, s: Slot, axes: list[int], params: list, rms: bool)
     """LayerNorm/RMSNorm over trailing ``axes`` along which units vary, or None when that is not exact.
 
     A removed position is exactly zero at the norm's input: it adds nothing to the sums and counts
-    only in the divisor, which the compact model keeps (``rewrite`` below). After the norm it is
+    only in the divisor, which the compact model keeps (``rules/divisor.py``). After the norm it is
     ``(0 − mean)/σ·w + b`` for LayerNorm, zero once its weight and bias (members) are zero, and
     ``0/rms·w = 0`` for RMSNorm whatever the weight (a consumer member)."""
     weight, bias = params
-    if _COMPUTED in params:
+    if any(t is _COMPUTED for t in params):
         call.pin(s.ids, f"is normalised over by {call.name}, whose weight or bias is computed in the graph")
         return None
     if not rms and weight is None:
         call.pin(s.ids, f"is normalised over by {call.name}: without a weight a removed channel becomes "
                         f"−mean/σ, not zero")
         return None
-    call.require_zero(s.ids, s.zero, "the statistics of")
     nd = s.ids.ndim
     shape = call.shape(x)
     k = len(axes)
+    if any(t is not None and tuple(t.shape) != tuple(shape[nd - k:]) for t in params):
+        call.pin(s.ids, f"is normalised over by {call.name}, whose weight or bias is broadcast")
+        return None
+    call.require_zero(s.ids, s.zero, "the statistics of")
     full = np.broadcast_to(s.ids, s.ids.shape[:nd - k] + tuple(shape[nd - k:]))
     role = CONSUMER if rms else PRODUCER
     for t in (weight, bias):
         if t is None:
             continue
         for j, a in enumerate(axes):
-            if s.ids.shape[a] > 1 and t.ndim == k and t.shape[j] == shape[a]:
+            if s.ids.shape[a] > 1:
                 slabs = np.moveaxis(full, a, -1).reshape(-1, shape[a])
                 call.union(call.param_ids(t, j, role)[None, :], slabs)
     if rms:
@@ -109,7 +112,6 @@ def _norm(call, rms: bool) -> None:
     x = call.arg("input")
     s, nd = call.slot(x), len(call.shape(x))
     k, params = _norm_operands(call)
-    weight, bias = params
     if s.pax is not None:
         call.pin_slot(s, f"is normalised directly by {call.name}")
         s = Slot()
@@ -126,7 +128,7 @@ def _norm(call, rms: bool) -> None:
     if s.ids is None:
         call.set_out(Slot())
         return
-    has_bias = bias is not None
+    has_bias = params[1] is not None
     call.set_out(Slot(s.ids, np.zeros(s.ids.shape, bool) if has_bias else s.zero))
 
 
