@@ -86,6 +86,23 @@ class GroupedConv(nn.Module):
         return self.out(F.silu(self.gn(self.g(self.c1(x)))))
 
 
+class GroupedPositions(nn.Module):
+    """Grouped convolutions as ResNeXt and RegNet use them (BatchNorm after, several channels per
+    group on both sides), as a module and as ``F.conv2d(..., groups=4)``: a unit is the same position
+    inside every conv group, the groups count stays and every group narrows."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.g = cbr(3, 16), cbr(16, 24, groups=4)
+        self.gw = nn.Parameter(0.2 * torch.randn(16, 6, 3, 3))
+        self.gb = nn.Parameter(0.1 * torch.randn(16))
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        y = F.relu(F.conv2d(self.g(self.c1(x)), self.gw, self.gb, padding=1, groups=4))
+        return self.out(y).mean((2, 3))
+
+
 class WeightSharing(nn.Module):
     def __init__(self):
         super().__init__()
@@ -435,6 +452,7 @@ TRICKY = {
     "squeeze_excite": (SqueezeExcite, img()),
     "depthwise_separable": (DepthwiseSeparable, img()),
     "grouped_conv": (GroupedConv, img()),
+    "grouped_positions": (GroupedPositions, img()),
     "weight_sharing": (WeightSharing, img()),
     "multi_io": (MultiIO, lambda: (torch.randn(2, 3, 8, 8), torch.randn(2, 5))),
     "hand_attention": (HandAttention, lambda: torch.randn(2, 5, 24)),
