@@ -4,13 +4,14 @@
 layers, hidden size 32 and 4 heads; ``ids(name, seed)`` is a keyword batch of 2×7 token ids.
 ``small(name, head=True)`` adds the task head (a language-model head, or sequence classification for
 ``bert``): the hidden size then no longer reaches the output and can be pruned.
+``norms_in_model_dtype(model)`` makes Hugging Face's RMSNorm compute in the model's dtype.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["small", "ids", "NAMES", "V"]
+__all__ = ["small", "ids", "norms_in_model_dtype", "NAMES", "V"]
 
 NAMES = ("gpt2", "llama", "qwen2", "mistral", "bert")
 V = 61  # vocabulary of the small random configs
@@ -48,3 +49,20 @@ def ids(name: str, seed: int) -> dict:
     if name != "bert":
         x["use_cache"] = False
     return x
+
+
+def _rms_in_model_dtype(self, h: torch.Tensor) -> torch.Tensor:
+    return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+
+def norms_in_model_dtype(model: torch.nn.Module) -> torch.nn.Module:
+    """Hugging Face's RMSNorm (LLaMA, Qwen2, Mistral …) computes in float32 whatever the model's
+    dtype, so a float64 model whose hidden units are removed differs from the zeroed one by float32
+    rounding of the sums (≈1e-8): no float64 check can see past it. This gives each such norm the
+    same decomposed math (pow → mean → rsqrt → weight) without the cast, in place."""
+    import types
+
+    for m in model.modules():
+        if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon"):
+            m.forward = types.MethodType(_rms_in_model_dtype, m)
+    return model

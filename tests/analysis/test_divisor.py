@@ -5,7 +5,6 @@ with their task heads (the bare models return the hidden states, which must stay
 """
 
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 import otograph
 from otograph.testing import check_exact
-from otograph.testing.transformers import ids, small
+from otograph.testing.transformers import ids, norms_in_model_dtype, small
 
 tv = pytest.importorskip("torchvision")
 
@@ -85,20 +84,6 @@ def test_half_of_every_group_removes_most_of_vit_and_convnext(name, kw):
     assert _removed_at_half(name, **kw) >= 0.70  # 49 % and 45 % while the hidden size stayed whole
 
 
-def _rms_in_model_dtype(self, h):
-    return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-
-def _norms_in_model_dtype(model):
-    """Hugging Face's RMSNorm computes in float32 whatever the model's dtype, so a float64 model
-    whose hidden units are removed differs from the zeroed one by float32 rounding of the sums
-    (≈1e-8). The same decomposed norm without that cast (pow → mean → rsqrt → weight) is checked."""
-    for m in model.modules():
-        if type(m).__name__.endswith("RMSNorm"):
-            m.forward = types.MethodType(_rms_in_model_dtype, m)
-    return model
-
-
 @pytest.mark.parametrize("name", ["llama", "qwen2"])
 def test_decoder_hidden_size_is_prunable_and_exact(name):
     pytest.importorskip("transformers")
@@ -110,7 +95,7 @@ def test_decoder_hidden_size_is_prunable_and_exact(name):
     assert {("model.embed_tokens.weight", 1), ("model.layers.0.input_layernorm.weight", 0),
             ("model.layers.1.mlp.down_proj.weight", 0), ("model.layers.0.self_attn.q_proj.weight", 1),
             ("lm_head.weight", 1)} <= names
-    _exact_with_hidden_removed(_norms_in_model_dtype(model), ids(name, 0), ids(name, 1), g.id, frontend="export")
+    _exact_with_hidden_removed(norms_in_model_dtype(model), ids(name, 0), ids(name, 1), g.id, frontend="export")
 
 
 def test_nn_rmsnorm_in_a_decoder_is_exact():
