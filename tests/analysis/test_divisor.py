@@ -129,3 +129,29 @@ def test_bare_models_keep_the_hidden_size_they_return():
     space = otograph.search_space(small("llama").eval(), ids("llama", 0), frontend="export")
     g = _hidden(space, 32, "norm.weight")
     assert not g.prunable and "output" in g.reason
+
+
+def test_rewritten_norms_save_and_reload(tmp_path):
+    """The plain-op LayerNorm and the rescaled RMSNorm survive ``model.pt2`` and ``model.py``
+    (float32: ``model.py`` rebuilds modules in the default dtype)."""
+    import importlib.util
+
+    from otograph.rewrite.save import load_exported, save_compact
+    from otograph.testing.topologies import NormsOverUnits
+
+    torch.manual_seed(0)
+    model = NormsOverUnits().eval()
+    x = torch.randn(2, 4, 5)
+    space = otograph.search_space(model, x)
+    units = {"embed": [0, 3, 5], "up": [1, 2]}
+    space.zero_(model, units)
+    compact = otograph.compress(model, space, units)
+    assert compact.get_submodule("ln").weight.shape == (9,)
+    info = save_compact(compact, x, tmp_path)
+    assert info["pt2"] and info["standalone_py"], info  # model.py is written only if it reproduces
+    spec = importlib.util.spec_from_file_location("compact_norms", tmp_path / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    want = compact(x)
+    for net in (load_exported(tmp_path / "model.pt2"), mod.load(str(tmp_path / "state_dict.pt"))):
+        assert torch.equal(net(x), want)
