@@ -21,7 +21,12 @@ __all__ = ["search_space", "analyse", "SearchSpace", "Group", "Member", "Registr
 
 def analyse(traced: Traced, registry: Registry | None = None, *, strict: bool = False) -> SearchSpace:
     """Search space of an already traced model (its dependency graph is built here)."""
-    return build_space(Analysis(traced, registry, to_networkx(traced), strict).run())
+    graph = to_networkx(traced)
+    an = Analysis(traced, registry, graph, strict).run()
+    coarse = an.collapsed()
+    if coarse:  # some finer unit layouts collapsed: those ops take their coarser one
+        an = Analysis(traced, registry, graph, strict, coarse=coarse).run()
+    return build_space(an)
 
 
 def search_space(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable = (),

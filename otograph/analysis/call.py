@@ -4,7 +4,8 @@ Reading: ``arg`` (by schema name, any spelling), ``slot``/``value``/``shape``/``
 ``tensor`` (a parameter operand), ``module``. Effects: ``set_out`` (the result's slot), ``union``
 (elements removed together), ``union_all``, ``pin``/``pin_slot`` (unprunable, with a reason),
 ``require_zero`` (slices reaching a mixing consumer must be zero), ``require_one_unit`` (each row
-must end up inside a single unit, else it is pinned), ``opaque`` (treat this call as unknown),
+must end up inside a single unit, else it is pinned), ``finer`` (may the op use its finer unit
+layout), ``opaque`` (treat this call as unknown),
 ``param_ids`` (a parameter axis becomes a member), ``flop_axes``, ``vote_grad_free``.
 Rules never touch the pass's state directly.
 """
@@ -147,6 +148,15 @@ class Call:
         """Each row of ``rows`` (elements, ``-1`` = none) must lie inside one unit once all unions are
         known; a row that spans several units or positions no unit owns is pinned with ``reason``."""
         self._an.require_one_unit(rows, f"{reason} {self.name}")
+
+    def finer(self, *sides: np.ndarray) -> bool:
+        """May this op use its finer unit layout? ``sides``: one element per unit of that layout, for
+        each side it offers; if those units end up merged into one, the model is analysed again with
+        this op on its coarser layout (and this returns False)."""
+        if self.node.name in self._an.coarse:
+            return False
+        self._an.finer[self.node.name] = [np.asarray(s) for s in sides]
+        return True
 
     def opaque(self, what: str) -> None:
         """Treat this call as an unknown op: every space it touches becomes unprunable."""

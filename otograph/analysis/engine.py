@@ -19,6 +19,7 @@ from otograph.analysis.call import Call
 from otograph.analysis.elements import ElementTable
 from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.slots import Slot, flatten_slots
+from otograph.analysis.unionfind import components
 from otograph.errors import AnalysisError
 from otograph.graph import to_networkx
 from otograph.graph.effects import mutated_operand
@@ -41,8 +42,11 @@ class Analysis:
     """State of one analysis pass over a traced graph and its dependency graph."""
 
     def __init__(self, traced: Traced, registry: Registry | None = None, graph: nx.DiGraph | None = None,
-                 strict: bool = False):
+                 strict: bool = False, coarse: frozenset = frozenset()):
         self.traced = traced
+        #: nodes whose rule must use its coarser unit layout (see :meth:`Call.finer`)
+        self.coarse = coarse
+        self.finer: dict[str, list[np.ndarray]] = {}
         self.strict = strict
         self.gm = traced.gm
         self.graph = graph if graph is not None else to_networkx(traced)
@@ -109,6 +113,16 @@ class Analysis:
 
     def vote_grad_free(self, name: str, axis: int, ok: bool) -> None:
         self.grad_free[(name, axis)] = self.grad_free.get((name, axis), True) and ok
+
+    def collapsed(self) -> frozenset:
+        """Nodes whose finer unit layout merged into a single unit on some side (a GroupNorm over a
+        grouped conv's output, say): analysed again with their coarser layout, they keep more units."""
+        if not self.finer:
+            return frozenset()
+        ea, eb = self.edges()
+        labels = components(self.table.size, ea, eb)
+        return frozenset(name for name, sides in self.finer.items()
+                         if any(np.unique(labels[ids]).size < 2 for ids in sides))
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._ua:

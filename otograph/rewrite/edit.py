@@ -4,7 +4,8 @@ Reading: ``arg`` (the original call's arguments by schema name), ``shape`` (a va
 shape), ``keep``/``new_shape`` (which positions a value keeps), ``kept_rows`` (kept indices of a
 parameter axis). Writing: ``set_arg`` (into the copy, where the call holds it), ``gather``
 (index-select an operand along an axis), ``align_operands`` (gather operands no unit owns where
-they meet a shrinking axis), ``replace_value`` (the op becomes several new nodes), ``fail``.
+they meet a shrinking axis), ``replace`` (the op's result is another new node), ``replace_value``
+(the op's tuple result becomes several new nodes), ``fail``.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ class Edit:
                 if a == skip_axis or a < off or shp[a - off] == 1 or (a - off) in own:
                     continue
                 self.gather(x, a - off, k)
+
+    def replace(self, node: fx.Node) -> None:
+        """Later ops read ``node`` (built from the copy's operands, or from the copy itself) instead of
+        the copy; a copy nobody reads any more is removed with the dead code."""
+        self._b.env[self.old] = node
 
     def replace_value(self, parts: tuple) -> None:
         """This op's tuple result becomes ``parts`` (new nodes or None); the copy is erased."""

@@ -86,6 +86,23 @@ class GroupedConv(nn.Module):
         return self.out(F.silu(self.gn(self.g(self.c1(x)))))
 
 
+class GroupedPositions(nn.Module):
+    """Grouped convolutions as ResNeXt and RegNet use them (BatchNorm after, several channels per
+    group on both sides), as a module and as ``F.conv2d(..., groups=4)``: a unit is the same position
+    inside every conv group, the groups count stays and every group narrows."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.g = cbr(3, 16), cbr(16, 24, groups=4)
+        self.gw = nn.Parameter(0.2 * torch.randn(16, 6, 3, 3))
+        self.gb = nn.Parameter(0.1 * torch.randn(16))
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        y = F.relu(F.conv2d(self.g(self.c1(x)), self.gw, self.gb, padding=1, groups=4))
+        return self.out(y).mean((2, 3))
+
+
 class WeightSharing(nn.Module):
     def __init__(self):
         super().__init__()
@@ -110,6 +127,38 @@ class MultiIO(nn.Module):
         y = self.a(img).mean((2, 3))
         h = F.gelu(self.b(vec))
         return self.fa(y + self.fab(h)), self.fb(h)
+
+
+class NormsOverUnits(nn.Module):
+    """A residual stream of width ``d`` normalised every way transformers and ConvNeXt do: nn.LayerNorm,
+    nn.RMSNorm, a decomposed RMSNorm (pow → mean → rsqrt → weight, as Hugging Face writes it),
+    ``F.layer_norm`` on a channels-last conv map (ConvNeXt's LayerNorm2d), a mean over channels used
+    as a gate, and ``F.rms_norm`` without weight and with the default eps. Units of the stream
+    remove channels under every norm; the compact model keeps the original divisors."""
+
+    def __init__(self, d=12):
+        super().__init__()
+        self.embed = nn.Linear(5, d)
+        self.ln, self.rms = nn.LayerNorm(d), nn.RMSNorm(d, eps=1e-6)
+        self.up, self.down = nn.Linear(d, 16), nn.Linear(16, d)
+        self.mix, self.mix2 = nn.Linear(d, d), nn.Linear(d, d)
+        self.scale = nn.Parameter(1 + 0.1 * torch.randn(d))  # the decomposed RMSNorm's weight
+        self.conv = nn.Conv2d(d, d, 1)
+        self.ln2d_w, self.ln2d_b = nn.Parameter(torch.randn(d)), nn.Parameter(torch.randn(d))
+        self.head = nn.Linear(d, 3)
+        self.d = d
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = h + self.down(F.gelu(self.up(self.ln(h))))
+        h = h + self.mix(self.rms(h))
+        g = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        h = h + self.mix2(self.scale * g)
+        m = self.conv(h.transpose(1, 2).unsqueeze(-1))
+        m = F.layer_norm(m.permute(0, 2, 3, 1), (self.d,), self.ln2d_w, self.ln2d_b, 1e-6).permute(0, 3, 1, 2)
+        h = h + m.squeeze(-1).transpose(1, 2)
+        h = h * torch.sigmoid(h.mean(-1, keepdim=True))
+        return self.head(F.rms_norm(h, (self.d,)))
 
 
 class HandAttention(nn.Module):
@@ -275,13 +324,26 @@ class TrapMean(nn.Module):
         return self.b(y - y.mean(dim=1, keepdim=True))
 
 
-class TrapLayerNorm(nn.Module):
+class TrapLayerNormNoAffine(nn.Module):
+    """Without a weight, LayerNorm turns a removed (zero) channel into −mean/σ: it must stay."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.ln, self.b = nn.Linear(5, 8), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(self.ln(self.a(x)))
+
+
+class TrapLayerNormShifted(nn.Module):
+    """A channel that is not zero at the norm's input changes its mean and variance: it must stay."""
+
     def __init__(self):
         super().__init__()
         self.a, self.ln, self.b = nn.Linear(5, 8), nn.LayerNorm(8), nn.Linear(8, 3)
 
     def forward(self, x):
-        return self.b(self.ln(self.a(x)))
+        return self.b(self.ln(self.a(x) + 1.0))
 
 
 def img(b=2, c=3, s=16):
@@ -390,6 +452,7 @@ TRICKY = {
     "squeeze_excite": (SqueezeExcite, img()),
     "depthwise_separable": (DepthwiseSeparable, img()),
     "grouped_conv": (GroupedConv, img()),
+    "grouped_positions": (GroupedPositions, img()),
     "weight_sharing": (WeightSharing, img()),
     "multi_io": (MultiIO, lambda: (torch.randn(2, 3, 8, 8), torch.randn(2, 5))),
     "hand_attention": (HandAttention, lambda: torch.randn(2, 5, 24)),
@@ -402,14 +465,16 @@ TRICKY = {
     "conv1d_stack": (Conv1DStack, lambda: torch.randn(2, 3, 6)),
     "convs_1d_3d": (Convs1d3d, lambda: (torch.randn(2, 4, 10), torch.randn(2, 1, 6, 6, 6))),
     "cosine_attention": (CosineAttention, lambda: torch.randn(2, 5, 24)),
+    "norms_over_units": (NormsOverUnits, lambda: torch.randn(2, 4, 5)),
     "in_place": (InPlace, img()),
     "buffer_updates": (BufferUpdates, img()),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain
     "softmax_over_channels": (TrapSoftmax, img(), "a", "softmax"),
-    "mean_over_channels": (TrapMean, img(), "a", "reduced"),
-    "layernorm_over_channels": (TrapLayerNorm, lambda: torch.randn(2, 5), "a", "LayerNorm"),
+    "mean_over_channels": (TrapMean, img(), "a", "non-zero"),
+    "layernorm_without_weight": (TrapLayerNormNoAffine, lambda: torch.randn(2, 5), "a", "without a weight"),
+    "layernorm_of_a_shifted_channel": (TrapLayerNormShifted, lambda: torch.randn(2, 5), "a", "statistics"),
     "add_in_place": (TrapAddInPlace, img(), "a", "non-zero"),
     "add_in_place_on_a_view": (TrapAddInPlaceView, img(), "a", "non-zero"),
 }

@@ -2,7 +2,9 @@
 
 Pruning a coupled axis changes the other positions, so channel structure along it is pinned with
 the op named as the reason; GroupNorm couples only within a norm group, which becomes one unit.
-Along other axes these ops pass slots through.
+LayerNorm, RMSNorm, ``sum`` and ``mean`` are exact over removed positions that are zero at their
+input, once the compact model keeps the original divisor (``rules/divisor.py``). Along other axes
+these ops pass slots through.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import torch.nn.functional as F
 
 from otograph.analysis.registry import rule
 from otograph.analysis.rules.common import norm_axis
+from otograph.analysis.rules.divisor import rewrite_layer_norm, rewrite_mean, rewrite_rms_norm
 from otograph.analysis.rules.passthrough import _affine
 from otograph.analysis.slots import Slot
+from otograph.analysis.space import CONSUMER, PRODUCER
 
 coupling = rule("coupling")
 aten = torch.ops.aten
@@ -46,26 +50,101 @@ def _resize_layernorm(m: nn.Module) -> None:
         m.normalized_shape = tuple(m.weight.shape)
 
 
-@coupling("layernorm", [nn.LayerNorm, F.layer_norm, nn.RMSNorm, F.rms_norm, aten.layer_norm, aten.rms_norm],
-          resize=_resize_layernorm)
-def _layernorm(call):
+def _norm_operands(call) -> tuple[int, list]:
+    """``(k, [weight, bias])`` of a LayerNorm/RMSNorm call: ``k`` normalised trailing axes; each of
+    weight and bias is a parameter tensor, None (absent) or :data:`_COMPUTED` (a value computed in
+    the graph: it cannot be sliced in place, and any parameter behind it is pinned)."""
+    if call.module is not None:
+        m = call.module
+        return len(m.normalized_shape), [m.weight, getattr(m, "bias", None)]
+    out = []
+    for name in ("weight", "bias"):
+        v = call.arg(name)
+        t = call.tensor(v)
+        if v is None or t is not None:
+            out.append(t)
+            continue
+        call.pin_slot(call.slot(v), f"is the {name} of {call.name} computed in the graph")
+        out.append(_COMPUTED)
+    return len(call.arg("normalized_shape")), out
+
+
+_COMPUTED = object()
+
+
+def _norm_over_units(call, x, s: Slot, axes: list[int], params: list, rms: bool) -> Slot | None:
+    """LayerNorm/RMSNorm over trailing ``axes`` along which units vary, or None when that is not exact.
+
+    A removed position is exactly zero at the norm's input: it adds nothing to the sums and counts
+    only in the divisor, which the compact model keeps (``rules/divisor.py``). After the norm it is
+    ``(0 − mean)/σ·w + b`` for LayerNorm, zero once its weight and bias (members) are zero, and
+    ``0/rms·w = 0`` for RMSNorm whatever the weight (a consumer member)."""
+    weight, bias = params
+    if any(t is _COMPUTED for t in params):
+        call.pin(s.ids, f"is normalised over by {call.name}, whose weight or bias is computed in the graph")
+        return None
+    if not rms and weight is None:
+        call.pin(s.ids, f"is normalised over by {call.name}: without a weight a removed channel becomes "
+                        f"−mean/σ, not zero")
+        return None
+    nd = s.ids.ndim
+    shape = call.shape(x)
+    k = len(axes)
+    if any(t is not None and tuple(t.shape) != tuple(shape[nd - k:]) for t in params):
+        call.pin(s.ids, f"is normalised over by {call.name}, whose weight or bias is broadcast")
+        return None
+    call.require_zero(s.ids, s.zero, "the statistics of")
+    full = np.broadcast_to(s.ids, s.ids.shape[:nd - k] + tuple(shape[nd - k:]))
+    role = CONSUMER if rms else PRODUCER
+    for t in (weight, bias):
+        if t is None:
+            continue
+        for j, a in enumerate(axes):
+            if s.ids.shape[a] > 1:
+                slabs = np.moveaxis(full, a, -1).reshape(-1, shape[a])
+                call.union(call.param_ids(t, j, role)[None, :], slabs)
+    if rms:
+        return Slot(s.ids, s.zero)
+    return Slot(s.ids, np.ones(s.ids.shape, bool))
+
+
+def _norm(call, rms: bool) -> None:
     x = call.arg("input")
     s, nd = call.slot(x), len(call.shape(x))
-    if call.module is not None:
-        k = len(call.module.normalized_shape)
-        has_bias = getattr(call.module, "bias", None) is not None
-    else:
-        k = len(call.arg("normalized_shape"))
-        has_bias = call.arg("bias") is not None  # rms_norm has none
+    k, params = _norm_operands(call)
+    if s.pax is not None:
+        call.pin_slot(s, f"is normalised directly by {call.name}")
+        s = Slot()
     axes = list(range(nd - k, nd))
     if _varies(s, axes):
-        call.pin(s.ids, f"is normalised over by {call.name}: its mean/variance use every channel")
-        call.set_out(Slot(s.ids, np.zeros(s.ids.shape, bool)))
+        out = _norm_over_units(call, x, s, axes, params, rms)
+        call.set_out(out if out is not None else Slot(s.ids, np.zeros(s.ids.shape, bool)))
         return
+    for t in params:  # parameters along axes no unit shrinks: they stay whole
+        if isinstance(t, torch.Tensor):
+            for a in range(t.ndim):
+                call.pin(call.param_ids(t, a, PRODUCER) if t.shape[a] > 1 else None,
+                         f"is a parameter of {call.name} over axes no unit shrinks")
     if s.ids is None:
         call.set_out(Slot())
         return
+    has_bias = params[1] is not None
     call.set_out(Slot(s.ids, np.zeros(s.ids.shape, bool) if has_bias else s.zero))
+
+
+@coupling("layernorm", [nn.LayerNorm, F.layer_norm, aten.layer_norm], rewrite=rewrite_layer_norm,
+          resize=_resize_layernorm, accepts_params=True)
+def _layernorm(call):
+    """LayerNorm over trailing axes: units along them are exact with the original divisor kept."""
+    _norm(call, rms=False)
+
+
+@coupling("rmsnorm", [nn.RMSNorm, F.rms_norm, aten.rms_norm], rewrite=rewrite_rms_norm,
+          resize=_resize_layernorm, accepts_params=True)
+def _rmsnorm(call):
+    """RMSNorm over trailing axes: units along them are exact as ``RMSNorm(d′, eps·d/d′)`` with the
+    weight scaled by √(d/d′)."""
+    _norm(call, rms=True)
 
 
 def _resize_groupnorm(m: nn.GroupNorm) -> None:
@@ -135,7 +214,7 @@ def _within_units(call, s: Slot, axes: list[int], nd: int) -> tuple[np.ndarray, 
 
 @coupling("reduce", [getattr(torch, n) for n in _REDUCE] + ["method:" + n for n in _REDUCE]
           + [torch.linalg.vector_norm, aten.sum, aten.mean, aten.amax, aten.amin, aten.std, aten.var,
-             aten.linalg_vector_norm])
+             aten.linalg_vector_norm], rewrite=rewrite_mean)
 def _reduce(call):
     name = call.target_name
     x = call.arg("input")
@@ -152,6 +231,8 @@ def _reduce(call):
         if not other_vary:
             if name in ("sum", "nansum"):  # zero channels add nothing: each may go on its own
                 call.require_zero(s.ids, s.zero, "the sum over channels of")
+            elif name == "mean":  # … and the compact model divides by the original count
+                call.require_zero(s.ids, s.zero, "the mean over channels of")
             else:
                 call.pin(s.ids, f"is reduced over by {call.name}")
             call.set_out(Slot())

@@ -112,7 +112,7 @@ def _permute(call):
 
 
 @layout("transpose", [torch.transpose, "method:transpose", torch.t, "method:t", torch.swapaxes,
-                      "method:swapaxes", "method:mT", aten.transpose, aten.t], accepts_params=True)
+                      "method:swapaxes", "method:mT", aten.transpose, aten.t, aten.swapaxes], accepts_params=True)
 def _transpose(call):
     x = call.arg("input")
     nd = len(call.shape(x))

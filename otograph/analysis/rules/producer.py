@@ -2,7 +2,11 @@
 
 A producer's output channel axis is owned by its weight's out axis; its input channel axis is
 *consumed*: those slices are summed into every output, so they must be zero to be removable.
-Grouped convolutions keep whole conv groups: a group's input and output channels are one unit.
+Grouped convolutions with several channels per group on both sides keep their number of groups and
+narrow every group: an output unit is output position *j* of every conv group (those weight rows),
+an input unit is input position *i* of every group (weight column *i* and those input channels,
+which must be zero). With one channel per group on a side (depthwise), a unit is one whole conv
+group: its input and output channels together.
 """
 
 from __future__ import annotations
@@ -55,9 +59,37 @@ class _Bias:
         return self.zero
 
 
-def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed: bool) -> np.ndarray:
-    """Whole conv groups: input channels of group g and output channels of group g are one unit."""
+def _positions(call, s: Slot, weight, cin: int, cout: int, groups: int) -> np.ndarray:
+    """The same position inside every conv group is one unit, on each side; the groups count stays.
+
+    Removing output position *j* of every group removes those weight rows (zero once the unit is).
+    Removing input position *i* of every group removes weight column *i* and the input channels
+    ``g·per_in + i``, which must be zero (they are summed into the group's kept outputs).
+    """
     per_in, per_out = cin // groups, cout // groups
+    out_ids = call.param_ids(weight, 0, PRODUCER)
+    call.union_rows(out_ids.reshape(groups, per_out).T)
+    if s.ids is None:
+        return out_ids
+    w_in = call.param_ids(weight, 1, CONSUMER)
+    chan = _chan(s.ids, 1, cin)
+    call.union(np.tile(w_in, groups)[:, None], chan)
+    call.require_zero(s.ids, s.zero, "the input channels of")
+    unowned = (chan < 0).any(1).reshape(groups, per_in).any(0)  # a position some group cannot lose
+    if unowned.any():
+        call.pin(w_in[unowned], f"{call.name} is grouped over input channels no unit owns")
+    return out_ids
+
+
+def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed: bool) -> np.ndarray:
+    """Whole conv groups: input channels of group g and output channels of group g are one unit;
+    with several channels per group on both sides, positions inside every group (:func:`_positions`)."""
+    per_in, per_out = cin // groups, cout // groups
+    if not transposed and per_in > 1 and per_out > 1:
+        out_ids = call.param_ids(weight, 0, PRODUCER)
+        sides = [out_ids[:per_out]] + ([call.param_ids(weight, 1, CONSUMER)] if s.ids is not None else [])
+        if call.finer(*sides):
+            return _positions(call, s, weight, cin, cout, groups)
     if transposed:
         w_rows = call.param_ids(weight, 0, PRODUCER)  # (cin,) rows, grouped by input channel
         out_ids = np.repeat(w_rows[::per_in], per_out)
@@ -136,24 +168,38 @@ def _groups(call) -> int:
 
 
 def _rewrite_groups(edit) -> None:
-    """Functional/ATen grouped convolutions carry ``groups`` as an argument: whole groups go."""
-    groups, w = edit.arg("groups", default=1), edit.arg("weight")
-    if edit.module is not None or groups == 1 or not isinstance(w, torch.fx.Node) or w.op != "get_attr":
+    """A grouped convolution keeps the conv groups that still have kept weight rows: fewer when
+    whole groups went, all when every group was narrowed. Modules get ``groups`` (and their channel
+    counts) set here, functional/ATen calls the ``groups`` argument."""
+    m = edit.module
+    groups = m.groups if m is not None else edit.arg("groups", default=1)
+    if groups == 1:
         return
-    rows = edit.kept_rows(w.target, 0)
-    if rows is not None:
-        edit.set_arg("groups", len(rows) // (edit.shape(w)[0] // groups))
+    if m is not None:
+        name, rows_full = f"{edit.old.target}.weight", m.weight.shape[0]
+    else:
+        w = edit.arg("weight")
+        if not isinstance(w, torch.fx.Node) or w.op != "get_attr":
+            return
+        name, rows_full = w.target, edit.shape(w)[0]
+    rows = edit.kept_rows(name, 0)
+    if rows is None:
+        return
+    kept_groups = len(np.unique(rows // (rows_full // groups)))
+    if m is None:
+        edit.set_arg("groups", kept_groups)
+        return
+    new = edit.root.get_submodule(edit.old.target)
+    new.groups = kept_groups
+    _resize_conv(new)
 
 
 def _resize_conv(m: nn.modules.conv._ConvNd) -> None:
+    """Channel counts from the sliced weight; ``groups`` is set by :func:`_rewrite_groups`."""
     w = m.weight
     if m.transposed:
-        if m.groups > 1:  # whole conv groups were removed
-            m.groups = w.shape[0] // (m.in_channels // m.groups)
         m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
     else:
-        if m.groups > 1:
-            m.groups = w.shape[0] // (m.out_channels // m.groups)
         m.out_channels, m.in_channels = w.shape[0], w.shape[1] * m.groups
 
 
