@@ -41,7 +41,7 @@ from otograph.rewrite.attributes import ATTRIBUTE_RULES, AttributeRules, CannotR
 from otograph.rewrite.plan import Plan, make_plan
 from otograph.tracing.values import eval_mode, flat_inputs, unwrap
 
-__all__ = ["shrink_in_place", "ShrinkError", "check_inputs_for", "resize_modules"]
+__all__ = ["shrink_in_place", "ShrinkError", "check_inputs_for", "resize_modules", "norm_in"]
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +441,32 @@ def _shape_note(i: int, inputs: Inputs) -> str:
     return f"on the {'example inputs' if i == 0 else 'inputs of another shape'} {shapes[:3]}"
 
 
+def norm_in(model: nn.Module, group) -> str | None:
+    """The LayerNorm/RMSNorm (its module path) that ``group``'s units run through, if any: in place,
+    such a group cannot shrink (the norm must keep dividing by the original width)."""
+    for m in group.members:
+        owner = m.param.rpartition(".")[0]
+        mod = model.get_submodule(owner) if owner else model
+        if isinstance(mod, (nn.LayerNorm, nn.RMSNorm)) or type(mod).__name__.endswith(("LayerNorm", "RMSNorm")):
+            return owner
+    return None
+
+
+def _refuse_norm_divisors(model: nn.Module, space: SearchSpace, units: Mapping[str, Iterable[int]]) -> None:
+    """Units through a norm's channels (see the divisor rules) shrink exactly in the compact GraphModule,
+    which divides by the original width with plain ops; a module of the norm's own class cannot, so in
+    place they are refused before anything changes."""
+    for gid, removed in units.items():
+        owner = norm_in(model, space.group(gid)) if list(removed) else None
+        if owner is not None:
+            kind = type(model.get_submodule(owner)).__name__
+            raise ShrinkError(
+                f"group {gid!r} runs through {kind} {owner!r}, which must keep dividing by the original width "
+                f"once units are removed; a {kind} cannot, in place", module=owner, op=kind,
+                hint=f"leave group {gid!r} whole (the hidden size; heads and MLP neurons shrink in place), or use "
+                     f"otograph.compress(model, space, units) for a compact GraphModule that keeps it exact")
+
+
 def shrink_in_place(model: nn.Module, space: SearchSpace, units: Mapping[str, Iterable[int]] | None = None, *,
                     registry: Registry | None = None, attributes: AttributeRules | None = None,
                     check: bool = True, check_inputs: Iterable[Any] | None = None) -> nn.Module:
@@ -459,6 +485,7 @@ def shrink_in_place(model: nn.Module, space: SearchSpace, units: Mapping[str, It
     if not plan.params:
         return target
     _check_names(model, plan, space.traced.tensor_shapes)
+    _refuse_norm_divisors(model, space, units)
     inputs, ref_outs = [], []
     if check:
         inputs, ref_outs = _reference(model, space, units, check_inputs)

@@ -11,6 +11,7 @@ import torch
 
 import otograph
 import otograph.hf
+from otograph.rewrite.inplace import norm_in
 
 T = pytest.importorskip("transformers")
 
@@ -32,10 +33,12 @@ def _layer(gid):
     return int(re.search(r"\.(\d+)\.", gid).group(1))
 
 
-def _units(space, uniform):
+def _units(model, space, uniform):
     """Half of every group's units; with per-layer widths layer 1 loses a quarter (at least one) instead."""
     out = {}
     for g in space.prunable_groups:
+        if norm_in(model, g) is not None:
+            continue  # the hidden size (through every RMSNorm) shrinks only in a compact GraphModule
         k = g.num_units // 2 if uniform or _layer(g.id) == 0 else max(1, g.num_units // 4)
         out[g.id] = list(range(1, 1 + k))
     return out
@@ -44,7 +47,7 @@ def _units(space, uniform):
 def _pruned(name, uniform):
     model, space = _traced(name)
     model = copy.deepcopy(model)
-    units = _units(space, uniform)
+    units = _units(model, space, uniform)
     ref = copy.deepcopy(model)
     space.zero_(ref, units)
     assert otograph.compress(model, space, units, inplace=True) is model  # checked at two shapes inside
@@ -104,3 +107,15 @@ def test_gpt2_without_its_attribute_rules_is_refused_and_left_untouched(monkeypa
     after = model.state_dict(keep_vars=True)
     assert all(id(after[k]) == i and torch.equal(after[k], t) for k, (i, t) in before.items())
     assert attrs == [(m.split_size, m.num_heads, m.c_attn.nf) for m in (b.attn for b in model.transformer.h)]
+
+
+def test_the_hidden_size_is_refused_in_place_and_the_model_left_untouched():
+    model, space = _traced("llama")
+    hidden = [g for g in space.prunable_groups if norm_in(model, g) is not None]
+    assert hidden, "the causal LM's hidden size is a prunable group (its RMSNorms keep the original divisor)"
+    model = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(otograph.OtographError, match="RMSNorm") as e:
+        otograph.compress(model, space, {hidden[0].id: [0]}, inplace=True)
+    assert "otograph.compress(model, space, units)" in e.value.hint
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -41,14 +41,14 @@ class Net(nn.Module):
 def test_inplace_is_the_same_object_smaller_and_exact_at_other_shapes():
     model = Net().double().eval()
     space = otograph.search_space(model, torch.randn(2, 3, 16, 16, dtype=torch.float64))
-    units = {"a.0": [1, 3]}  # whole conv groups of b (two channels of a, three of b each)
+    units = {"a.0": [1], "b.0": [0, 2]}  # a position inside every conv group of b, on each side
     ref = copy.deepcopy(model)
     space.zero_(ref, units)
     out = otograph.compress(model, space, units, inplace=True)
     assert out is model and type(model) is Net
     assert (model.a[0].out_channels, model.a[1].num_features, model.b[0].in_channels) == (4, 4, 4)
-    assert (model.b[0].out_channels, model.b[0].groups, model.fc.in_features) == (6, 2, 6)
-    assert model.a[0].weight.shape == (4, 3, 3, 3) and model.b[0].weight.shape == (6, 2, 3, 3)
+    assert (model.b[0].out_channels, model.b[0].groups, model.fc.in_features) == (4, 4, 4)
+    assert model.a[0].weight.shape == (4, 3, 3, 3) and model.b[0].weight.shape == (4, 1, 3, 3)
     for shape in [(2, 3, 16, 16), (5, 3, 23, 11)]:
         x = torch.randn(shape, dtype=torch.float64)
         y = ref(x)
