@@ -255,6 +255,62 @@ class Conv1DStack(nn.Module):
         return torch.addmm(self.b2, h.view(-1, 10), self.w2).view(x.shape[0], x.shape[1], 4)
 
 
+class RelPosBiasAttention(nn.Module):
+    """timm's relative-position attention (CoAtNet, ViT-SRelPos): a bias table gathered by an index
+    buffer, shared by two blocks and given to SDPA as its mask (gathered per block along the heads
+    that remain); the output reshaped to ``x.shape[:-1] + (-1,)``; a max pool that returns indices."""
+
+    def __init__(self, dim=16, heads=4, tokens=6):
+        super().__init__()
+        self.heads = heads
+        self.pre = nn.Linear(dim, dim)
+        self.qkv1, self.qkv2 = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3 * dim)
+        self.proj1, self.proj2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.randn(2 * tokens - 1, heads))
+        idx = torch.arange(tokens)
+        self.register_buffer("index", (idx[:, None] - idx[None, :] + tokens - 1).flatten())
+        self.head = nn.Linear(dim, 3)
+
+    def attend(self, x, qkv, proj, bias):
+        B, N, _ = x.shape
+        q, k, v = qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return proj(y.transpose(1, 2).reshape(x.shape[:-1] + (-1,)))
+
+    def forward(self, x):
+        N = x.shape[1]
+        bias = self.table[self.index].view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
+        x = F.relu(self.pre(x))
+        x = x + self.attend(x, self.qkv1, self.proj1, bias)
+        x = x + self.attend(x, self.qkv2, self.proj2, bias)
+        pooled, _ = F.adaptive_max_pool1d(x.transpose(1, 2), 2, return_indices=True)
+        return self.head(pooled.mean(-1))
+
+
+class HaloAttention(nn.Module):
+    """timm's HaloNet and LambdaNet: query heads pruned against keys and values that an op with no
+    rule pins (``unfold``), the removed heads' output zeroed by a BatchNorm (``post_attn``), and the
+    output reshaped with the channel count read from the (shrinking) input, ``x.shape[1]``."""
+
+    def __init__(self, c=8, heads=2):
+        super().__init__()
+        self.heads, self.d = heads, c // heads
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.q, self.kv = nn.Conv2d(c, c, 1), nn.Conv2d(c, 2 * c, 1)
+        self.post = nn.BatchNorm2d(c)
+        self.out = nn.Conv2d(c, 5, 1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        B, C, H, W = x.shape
+        q = self.q(x).reshape(B * self.heads, self.d, H * W).transpose(1, 2)
+        kv = self.kv(x).unfold(3, 1, 1).squeeze(-1)
+        k, v = kv.reshape(B * self.heads, 2 * self.d, H * W).transpose(1, 2).split([self.d, self.d], -1)
+        o = ((q @ k.transpose(-1, -2)).softmax(-1) @ v).transpose(1, 2)
+        o = F.relu(self.post(o.reshape(B, C, H, W)))
+        return self.out(o).mean((2, 3))
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -383,6 +439,19 @@ class TrapAddInPlaceView(nn.Module):
         return self.b(y).mean((2, 3))
 
 
+class TrapUnbind(nn.Module):
+    """CSATv2's scalar attention: ``q, k, v = Linear(d, 3)(x).unbind(-1)``; removing one of the three
+    would remove a whole tensor of the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(5, 2)
+
+    def forward(self, x):
+        q, k, v = self.a(x).unbind(-1)
+        return self.b((q * k).softmax(-1) * v)
+
+
 TRICKY = {
     "nested_concat": (NestedConcat, img()),
     "split_add": (SplitAdd, img()),
@@ -404,6 +473,8 @@ TRICKY = {
     "cosine_attention": (CosineAttention, lambda: torch.randn(2, 5, 24)),
     "in_place": (InPlace, img()),
     "buffer_updates": (BufferUpdates, img()),
+    "rel_pos_bias_attention": (RelPosBiasAttention, lambda: torch.randn(2, 6, 16)),
+    "halo_attention": (HaloAttention, img(s=6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain
@@ -412,4 +483,5 @@ TRAPS = {  # model, input, the group that must stay unprunable, a word its reaso
     "layernorm_over_channels": (TrapLayerNorm, lambda: torch.randn(2, 5), "a", "LayerNorm"),
     "add_in_place": (TrapAddInPlace, img(), "a", "non-zero"),
     "add_in_place_on_a_view": (TrapAddInPlaceView, img(), "a", "non-zero"),
+    "unbind_over_channels": (TrapUnbind, lambda: torch.randn(2, 5, 4), "a", "unbound"),
 }

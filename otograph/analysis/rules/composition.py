@@ -142,6 +142,9 @@ def _split(call):
         if s.ids is None:
             call.set_out(tuple(Slot() for _ in range(n)))
             return
+        if s.ids.shape[axis] > 1:  # a piece must never go whole: each fiber across the pieces is one unit
+            call.require_one_unit(np.moveaxis(s.ids, axis, -1).reshape(-1, n), "is unbound, one tensor per "
+                                  "position, by")
         call.set_out(tuple(
             Slot(np.take(s.ids, i if s.ids.shape[axis] > 1 else 0, axis),
                  np.take(s.zero, i if s.zero.shape[axis] > 1 else 0, axis)) for i in range(n)))

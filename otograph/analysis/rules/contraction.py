@@ -64,15 +64,24 @@ def matmul_slot(call, sa: Slot, sb: Slot, nd: int, what: str) -> Slot:
 
 
 def _rewrite_matmul(edit) -> None:
-    """An operand no unit owns is gathered along its contracted axis where the other one shrinks."""
+    """An operand no unit owns is gathered along its contracted axis where the other one shrinks,
+    and along the batch axes where the result shrinks (heads of q against a pinned k)."""
     a, b = edit.arg("input"), edit.arg("other", "mat2")
+    out, nd = edit.keep(), len(edit.shape())
     for x, other, k_axis in ((a, b, -1), (b, a, -2)):
-        if not isinstance(x, fx.Node) or edit.keep(x) or not isinstance(other, fx.Node):
+        if not isinstance(x, fx.Node) or edit.shape(x) is None:
+            continue
+        shp, own = edit.shape(x), edit.keep(x)
+        off = nd - len(shp)
+        for ax, k in out.items():
+            if off <= ax < nd - 2 and len(shp) > 2 and shp[ax - off] > 1 and ax - off not in own:
+                edit.gather(x, ax - off, k)
+        if own or not isinstance(other, fx.Node):
             continue
         o_axis = len(edit.shape(other)) + (-2 if k_axis == -1 else -1)
         ok = edit.keep(other)
         if o_axis in ok:
-            edit.gather(x, len(edit.shape(x)) + k_axis, ok[o_axis])
+            edit.gather(x, len(shp) + k_axis, ok[o_axis])
 
 
 @contraction("matmul", [torch.matmul, operator.matmul, torch.bmm, "method:matmul", "method:bmm",
@@ -95,10 +104,20 @@ def _swap_last(s: Slot) -> Slot:
 
 
 def _rewrite_sdpa(edit) -> None:
-    """The default scale is 1/√head_dim of the original head size: write it out when heads shrink."""
-    q = edit.arg("query", "input")
-    if len(edit.shape(q)) - 1 in edit.keep(q) and edit.arg("scale") is None:
+    """The default scale is 1/√head_dim of the original head size: write it out when heads shrink.
+    A mask no unit owns (a shared relative-position bias, a pinned one) is gathered along the
+    batch and head axes that shrink: a removed head's output is zero whatever its mask."""
+    q, mask = edit.arg("query", "input"), edit.arg("attn_mask")
+    nd, qk = len(edit.shape(q)), edit.keep(q)
+    if nd - 1 in qk and edit.arg("scale") is None:
         edit.set_arg("scale", 1.0 / math.sqrt(edit.shape(q)[-1]))
+    ms = edit.shape(mask)
+    if ms is None or edit.keep(mask):
+        return
+    off = nd - len(ms)
+    for a, k in qk.items():
+        if a < nd - 2 and a >= off and ms[a - off] > 1:
+            edit.gather(mask, a - off, k)
 
 
 @contraction("sdpa", [F.scaled_dot_product_attention, aten.scaled_dot_product_attention], rewrite=_rewrite_sdpa)

@@ -32,20 +32,46 @@ def _sizes(v) -> list:
 
 
 def _rewrite_sizes(edit, name: str) -> None:
-    """Sizes written in the code (``view``/``reshape``/``expand``) follow the shrinking axes."""
+    """Sizes written in the code (``view``/``reshape``/``expand``) follow the shrinking axes.
+
+    Channel sizes are static: one computed at run time (``x.shape[2]``) may come from a tensor
+    that does not shrink, so it is replaced by the constant; so is one read from a shrinking axis
+    of another tensor (``x.shape[1]`` for an axis that keeps its size). Other computed sizes (the
+    batch) stay computed."""
     keep, shape = edit.keep(), edit.shape()
-    if not keep or shape is None or name not in edit.args:
+    if shape is None or name not in edit.args:
         return
-    sizes = _sizes(edit.new_arg(name))
+    old, sizes = _sizes(edit.arg(name)), _sizes(edit.new_arg(name))
+    if len(sizes) == 1 != len(shape) and isinstance(sizes[0], torch.fx.Node):  # one tuple built in the graph
+        old, sizes = _spelled_out(edit, old[0], sizes[0], keep)
+        if sizes is None:
+            return
+    if not keep and not any(edit.size_changes(v) for v in old):
+        return
     if len(sizes) != len(shape):
         edit.fail("its size arguments do not match its output's axes")
     new_shape = edit.new_shape()
-    for a in keep:
-        # channel sizes are static: a size computed at run time (x.shape[2]) may come from a
-        # tensor that does not shrink, so it is replaced by the constant as well
-        if sizes[a] != -1:
+    for a in range(len(sizes)):
+        if (a in keep and old[a] != -1) or (a not in keep and edit.size_changes(old[a])):
             sizes[a] = new_shape[a]
     edit.set_arg(name, tuple(sizes))
+
+
+def _spelled_out(edit, old: torch.fx.Node, new: torch.fx.Node, keep: dict) -> tuple[list, list | None]:
+    """Sizes computed in the graph as one tuple (``x.shape[:-1] + (-1,)``): ``(old, None)`` when
+    nothing needs changing (every shrinking axis is inferred, ``-1``, and no entry reads a shrinking
+    size), else one entry per axis read from the tuple, to be fixed one by one."""
+    value = old.meta.get(META)
+    if not isinstance(value, (tuple, list)) or len(value) != len(edit.shape()):
+        return [old], [new]
+    changes = edit.size_changes(old)
+    if all(value[a] == -1 for a in keep) and not changes:
+        return [old], None
+    if changes:  # which entry reads the shrinking size is not known: every entry is fixed
+        return ([value[a] if a in keep else old for a in range(len(value))],
+                [-1 if a in keep and value[a] == -1 else None for a in range(len(value))])
+    with edit.graph.inserting_before(edit.new):
+        return list(value), [edit.graph.call_function(operator.getitem, (new, i)) for i in range(len(value))]
 
 
 def _rewrite_reshape(edit) -> None:
