@@ -311,6 +311,20 @@ class HaloAttention(nn.Module):
         return self.out(o).mean((2, 3))
 
 
+class ParamMatmul(nn.Module):
+    """Falcon's ``FalconLinear``: ``x @ self.weight.T + self.bias`` on parameters seen directly
+    (``getattr(w, "T")`` under fx, ``aten.numpy_T`` under export), and ``h @ w.mT``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1 = nn.Parameter(torch.randn(12, 6) / 3), nn.Parameter(torch.randn(12))
+        self.w2 = nn.Parameter(torch.randn(4, 12) / 3)
+
+    def forward(self, x):
+        h = F.gelu(x @ self.w1.T + self.b1)
+        return h @ self.w2.mT
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -475,6 +489,7 @@ TRICKY = {
     "buffer_updates": (BufferUpdates, img()),
     "rel_pos_bias_attention": (RelPosBiasAttention, lambda: torch.randn(2, 6, 16)),
     "halo_attention": (HaloAttention, img(s=6)),
+    "param_matmul": (ParamMatmul, lambda: torch.randn(2, 3, 6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain

@@ -9,7 +9,7 @@ import numpy as np
 
 from otograph.analysis.slots import Slot
 
-__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis"]
+__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis", "sliced"]
 
 
 def norm_axis(axis: int, ndim: int) -> int:
@@ -101,3 +101,19 @@ def pass_through(call, x: Any, zero: bool | None) -> Slot:
         return Slot()
     z = s.zero if zero is None else np.full(s.ids.shape, zero)
     return Slot(s.ids, z)
+
+
+def sliced(s: Slot, index: tuple) -> Slot:
+    """``s[index]`` (basic indexing). A slice that is empty keeps one position instead: an empty
+    tensor has no values, but its other axes (heads) still shrink with their units, and a slot
+    with no elements would say nothing about them."""
+    fixed, ax = [], 0
+    for i in index:
+        if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0 and not len(
+                range(*i.indices(s.ids.shape[ax]))):
+            i = slice(0, 1)
+        fixed.append(i)
+        ax += i is not None
+    t = tuple(fixed)
+    zero = np.broadcast_to(s.zero, s.ids.shape)
+    return Slot(np.ascontiguousarray(s.ids[t]), np.ascontiguousarray(zero[t]))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import join, norm_axis
+from otograph.analysis.rules.common import join, norm_axis, sliced
 from otograph.analysis.slots import Slot
 from otograph.tracing.values import META
 
@@ -99,7 +99,7 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
             out.append(Slot(s.ids, s.zero))
         else:
             sl = (slice(None),) * axis + (slice(start, start + n),)
-            out.append(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+            out.append(sliced(s, sl))
         start += n
     return tuple(out)
 
@@ -174,4 +174,4 @@ def _narrow(call):
         call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())
         return
     sl = (slice(None),) * axis + (slice(start, start + length),)
-    call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+    call.set_out(sliced(s, sl))

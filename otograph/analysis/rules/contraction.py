@@ -17,7 +17,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import merge_ids, pad_left
+from otograph.analysis.rules.common import axis_ids, merge_ids, pad_left
 from otograph.analysis.slots import Slot
 
 contraction = rule("contraction")
@@ -84,11 +84,53 @@ def _rewrite_matmul(edit) -> None:
             edit.gather(x, len(shp) + k_axis, ok[o_axis])
 
 
+def _param_behind(call, x) -> torch.Tensor | None:
+    """The parameter a value is a view of (``W.T``: the ``get_attr`` a few layout ops up)."""
+    for _ in range(4):
+        if not isinstance(x, fx.Node):
+            return None
+        t = call.tensor(x)
+        if t is not None:
+            return t
+        x = x.args[0] if x.args else None
+    return None
+
+
+def _times_param(call, a, sa: Slot, sb: Slot) -> Slot:
+    """``x @ W`` with ``W`` a 2-D parameter seen directly (Falcon's ``x @ self.weight.T``): a linear
+    layer. ``W``'s contracted axis joins ``x``'s features (which must be zero to go), its other axis
+    owns the result's features (zero once the unit is)."""
+    shp = call.shape(a)
+    last = len(shp) - 1
+    k_ids, n_ids = sb.pax
+    if sa.ids is not None and any(n > 1 for i, n in enumerate(sa.ids.shape) if i != last):
+        call.pin(sa.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        sa = Slot()
+    if sa.ids is not None:
+        call.union(k_ids, axis_ids(sa.ids, last, shp[last]))
+        call.require_zero(sa.ids, sa.zero, "the input features of")
+    out_shape = call.out_shape
+    w = _param_behind(call, call.arg("other", "mat2"))
+    if w is not None:
+        call.add_flops(w, int(np.prod(out_shape)), out_shape[-1])
+    shape = [1] * len(out_shape)
+    shape[-1] = out_shape[-1]
+    return Slot(n_ids.reshape(shape).copy(), np.full(shape, sb.pzero))
+
+
 @contraction("matmul", [torch.matmul, operator.matmul, torch.bmm, "method:matmul", "method:bmm",
-                        "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul)
+                        "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul,
+             accepts_params=True)
 def _matmul(call):
     a, b = call.arg("input"), call.arg("other", "mat2")
     sa, sb = call.slot(a), call.slot(b)
+    if sa.pax is None and sb.pax is not None and len(sb.pax) == 2 and all(p is not None for p in sb.pax):
+        call.set_out(_times_param(call, a, sa, sb))
+        return
+    for s in (sa, sb):  # any other use of a parameter operand: it stays whole
+        if s.pax is not None:
+            call.pin_slot(s, f"parameter {s.pnames[0]} is used directly by {call.name}")
+    sa, sb = (Slot() if s.pax is not None else s for s in (sa, sb))
     if len(call.shape(a)) < 2 or len(call.shape(b)) < 2:
         call.pin_slot(sa, f"is a vector operand of {call.name}")
         call.pin_slot(sb, f"is a vector operand of {call.name}")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import norm_axis, pad_left
+from otograph.analysis.rules.common import norm_axis, pad_left, sliced
 from otograph.analysis.slots import Slot
 from otograph.tracing.values import META, TensorInfo
 
@@ -121,7 +121,7 @@ def _reshape(call):
     call.set_out(s.moved(ids, zero))
 
 
-def _permute_slot(s: Slot, dims) -> Slot:
+def permute_slot(s: Slot, dims) -> Slot:
     if s.pax is not None:
         return Slot(pax=tuple(s.pax[d] for d in dims), pnames=s.pnames, pzero=s.pzero)
     if s.ids is None:
@@ -134,21 +134,27 @@ def _permute(call):
     x = call.arg("input")
     dims = _sizes(call.arg("dims"))
     nd = len(call.shape(x))
-    call.set_out(_permute_slot(call.slot(x), [norm_axis(d, nd) for d in dims]))
+    call.set_out(permute_slot(call.slot(x), [norm_axis(d, nd) for d in dims]))
 
 
 @layout("transpose", [torch.transpose, "method:transpose", torch.t, "method:t", torch.swapaxes,
-                      "method:swapaxes", "method:mT", aten.transpose, aten.t], accepts_params=True)
+                      "method:swapaxes", "method:mT", aten.transpose, aten.t, aten.numpy_T, aten.mT, aten.swapaxes,
+                      aten.swapdims, torch.swapdims, "method:swapdims"], accepts_params=True)
 def _transpose(call):
+    """``transpose``/``swapaxes`` swap two axes; ``t``/``mT`` the last two; ``numpy_T`` (``x.T``)
+    reverses them all."""
     x = call.arg("input")
     nd = len(call.shape(x))
+    if call.target_name == "numpy_T":
+        call.set_out(permute_slot(call.slot(x), list(range(nd))[::-1]))
+        return
     if call.target_name in ("t", "mT") or nd < 2 and call.arg("dim0", "axis0") is None:
         a, b = nd - 2, nd - 1
     else:
         a, b = norm_axis(call.arg("dim0", "axis0"), nd), norm_axis(call.arg("dim1", "axis1"), nd)
     dims = list(range(nd))
     dims[a], dims[b] = dims[b], dims[a]
-    call.set_out(_permute_slot(call.slot(x), dims))
+    call.set_out(permute_slot(call.slot(x), dims))
 
 
 def _rewrite_expand(edit) -> None:
@@ -217,7 +223,7 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
             return None
         ax += 1
     t = tuple(np_idx)
-    return Slot(np.ascontiguousarray(s.ids[t]), np.ascontiguousarray(s.zero[t]))
+    return sliced(s, t)
 
 
 @layout("index", [aten.index])
@@ -353,7 +359,7 @@ def _slice(call):
         call.set_out(s.moved(s.ids, s.zero) if s.ids is not None else Slot())
         return
     sl = (slice(None),) * dim + (sl,)
-    call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+    call.set_out(sliced(s, sl))
 
 
 def _rewrite_select(edit) -> None:
