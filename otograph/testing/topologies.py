@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -325,6 +326,37 @@ class ParamMatmul(nn.Module):
         return h @ self.w2.mT
 
 
+class SpatialGating(nn.Module):
+    """gMLP's spatial gating unit: channels ``u`` times a projection of ``v`` over tokens (structured
+    along the other axis: pinned, ``u`` stays prunable); ConvNeXt-V2's global response norm
+    ``h + addcmul(beta, gamma, h * g)``."""
+
+    def __init__(self, d=6, tokens=5):
+        super().__init__()
+        self.fc1, self.proj, self.fc2 = nn.Linear(d, 16), nn.Linear(tokens, tokens), nn.Linear(8, d)
+        self.gamma, self.beta = nn.Parameter(torch.randn(8)), nn.Parameter(torch.randn(8))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        u, v = F.gelu(self.fc1(x)).chunk(2, -1)
+        h = u * self.proj(v.transpose(-1, -2)).transpose(-1, -2)
+        h = h + torch.addcmul(self.beta, self.gamma, h * torch.sigmoid(h.sum(1, keepdim=True)))
+        return self.head(self.fc2(h))
+
+
+class OrderedDictOutput(nn.Module):
+    """torchvision's segmentation models: the output is an ``OrderedDict`` (``out``, ``aux``), and
+    the compact model's must be one too."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head, self.aux = cbr(3, 8), nn.Conv2d(8, 3, 1), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = self.body(x)
+        return OrderedDict(out=self.head(y), aux=self.aux(y))
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -490,6 +522,8 @@ TRICKY = {
     "rel_pos_bias_attention": (RelPosBiasAttention, lambda: torch.randn(2, 6, 16)),
     "halo_attention": (HaloAttention, img(s=6)),
     "param_matmul": (ParamMatmul, lambda: torch.randn(2, 3, 6)),
+    "ordered_dict_output": (OrderedDictOutput, img()),
+    "spatial_gating": (SpatialGating, lambda: torch.randn(2, 5, 6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain

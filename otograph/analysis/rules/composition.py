@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 
@@ -175,3 +177,10 @@ def _narrow(call):
         return
     sl = (slice(None),) * axis + (slice(start, start + length),)
     call.set_out(sliced(s, sl))
+
+
+@composition("mapping", [collections.OrderedDict])
+def _mapping(call):
+    """``OrderedDict(out=a, aux=b)`` (how the fx frontend keeps an ``OrderedDict`` output): its
+    values, each with its own slots."""
+    call.set_out(tuple(call.value(v) for v in call.node.kwargs.values()))
