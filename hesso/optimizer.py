@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from hesso import saliency
-from hesso.budget import Budget, select
+from hesso.budget import Budget, ExactReduction, ranked_chunks, select, select_exact
 from hesso.cric import CRIC, CricRun, restore_snapshot, take_snapshot
 from hesso.distributed import Reducer
 from hesso.schedule import Schedule, decay_factor
@@ -155,7 +155,12 @@ class HESSO(torch.optim.Optimizer):
                     "params": self.layout.unit_params}[kind]
             total = {"units": U, "flops": space.total_flops, "params": space.total_params}[kind]
             self.budget = Budget(kind, self.target.fraction, cost, total, pruning_periods)
-            if self.budget.target > float(cost.sum()):
+            self._exact = None
+            if kind != "units" and getattr(space, "costs", None) is not None:
+                self._exact = ExactReduction(space.costs, kind, [g.id for g in self.layout.groups],
+                                             self.layout.offsets)
+                self._check_feasible(group_divisible)
+            elif self.budget.target > float(cost.sum()):
                 log.warning("the %s target %s exceeds what all included prunable units carry (%s); "
                             "HESSO will remove what it can", kind, f"{self.budget.target:,.0f}",
                             f"{float(cost.sum()):,.0f}")
@@ -272,9 +277,26 @@ class HESSO(torch.optim.Optimizer):
 
     def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
         alive = self._status == ACTIVE
+        if self._exact is not None:  # the compact model's true cost, each weight counted once
+            return select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
+                                self.budget.period_target(period, 0.0), slack=0.005 * self._exact.total)
         removed = float(self.budget.unit_cost[self._status == PRUNED].sum())
         target = self.budget.period_target(period, removed)
         return select(scores, alive, self.layout.offsets, self.layout.divisors, self.budget.unit_cost, target)
+
+    def _check_feasible(self, group_divisible: int) -> None:
+        """A target no set of units reaches is refused now, with the most that can be removed."""
+        U = self.layout.num_units
+        ids, _ = ranked_chunks(torch.zeros(U), torch.ones(U, dtype=torch.bool), self.layout.offsets,
+                               self.layout.divisors)
+        mask = torch.zeros(U, dtype=torch.bool)
+        mask[ids] = True
+        most = self._exact(mask) / max(1.0, self._exact.total)
+        if self.target.fraction > most:
+            raise ValueError(
+                f"a {self.target.fraction:.1%} {self.target.kind} reduction cannot be reached: removing every "
+                f"unit HESSO may remove (keeping one{' chunk of ' + str(group_divisible) if group_divisible > 1 else ''} "
+                f"per group) cuts {most:.1%}; ask for at most that")
 
     def _after_base_step(self, period: int, t: int) -> None:
         D = self.schedule.duration
@@ -386,8 +408,7 @@ class HESSO(torch.optim.Optimizer):
         """
         pruned = self._status == PRUNED
         U = max(1, self.layout.num_units)
-        flops = float(self.layout.unit_flops[pruned].sum())
-        params = float(self.layout.unit_params[pruned].sum())
+        flops, params = self._removed_cost(pruned)
         phase = self.schedule.phase(self._k) if self.schedule is not None else None
         if self.schedule is None:
             stage = "off"
@@ -404,6 +425,15 @@ class HESSO(torch.optim.Optimizer):
             "flops_removed": flops, "flops_reduction": flops / max(1, self.space.total_flops),
             "params_removed": params, "param_reduction": params / max(1, self.space.total_params),
         }
+
+    def _removed_cost(self, pruned: torch.Tensor) -> tuple[float, float]:
+        """FLOPs and parameters the pruned units take out of the compact model: exact when the
+        search space has a cost model, else the sum of the units' own costs."""
+        costs = getattr(self.space, "costs", None)
+        if costs is None:
+            return float(self.layout.unit_flops[pruned].sum()), float(self.layout.unit_params[pruned].sum())
+        ids = [g.id for g in self.layout.groups]
+        return tuple(ExactReduction(costs, k, ids, self.layout.offsets)(pruned) for k in ("flops", "params"))
 
     def summary(self) -> str:
         """A few readable lines on the schedule and what has been removed."""

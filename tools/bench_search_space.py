@@ -44,7 +44,11 @@ def bench(name: str, repeats: int, tp) -> tuple[float, float | None]:
     ours, theirs = [], []
     otograph.search_space(model, x)  # warm up both (imports, caches)
     if tp is not None:
-        tp.DependencyGraph().build_dependency(model, example_inputs=x)
+        try:
+            tp.DependencyGraph().build_dependency(model, example_inputs=x)
+        except Exception as e:  # noqa: BLE001 - the peer fails on some models: say so, time ours
+            print(f"{name}: Torch-Pruning failed: {type(e).__name__}: {e}", file=sys.stderr)
+            tp = None
     for _ in range(repeats):
         ours.append(timed(lambda: otograph.search_space(model, x)))
         if tp is not None:
@@ -55,7 +59,7 @@ def bench(name: str, repeats: int, tp) -> tuple[float, float | None]:
 def table(rows: list[tuple[str, float, float | None]]) -> str:
     lines = ["| model | otograph s | Torch-Pruning s | ratio |", "|---|---:|---:|---:|"]
     for name, a, b in rows:
-        lines.append(f"| {name} | {a:.3f} | {'' if b is None else f'{b:.3f}'} | {'' if b is None else f'{a / b:.2f}'} |")
+        lines.append(f"| {name} | {a:.3f} | {'fails' if b is None else f'{b:.3f}'} | {'' if b is None else f'{a / b:.2f}'} |")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ Reading: ``arg`` (by schema name, any spelling), ``slot``/``value``/``shape``/``
 (elements removed together), ``union_all``, ``pin``/``pin_slot`` (unprunable, with a reason),
 ``require_zero`` (slices reaching a mixing consumer must be zero), ``require_one_unit`` (each row
 must end up inside a single unit, else it is pinned), ``opaque`` (treat this call as unknown),
-``param_ids`` (a parameter axis becomes a member), ``add_flops``, ``vote_grad_free``.
+``param_ids`` (a parameter axis becomes a member), ``flop_axes``, ``vote_grad_free``.
 Rules never touch the pass's state directly.
 """
 
@@ -156,9 +156,10 @@ class Call:
         name = self._an.canon[id(tensor)]
         return self._an.table.ids(name, axis, tensor.shape[axis], role, isinstance(tensor, torch.nn.Parameter))
 
-    def add_flops(self, weight: torch.Tensor, out_elems: int, out_channels: int) -> None:
-        """Multiply-adds of a weight op: each output element costs ``2·weight.numel()/out_channels``."""
-        self._an.add_flops(self._an.canon[id(weight)], 2.0 * out_elems * (weight.numel() / max(1, out_channels)))
+    def flop_axes(self, *axes: tuple, share: float = 1.0) -> None:
+        """``share`` of this op's FLOPs scales with the kept share of each of ``axes``: pairs of a
+        parameter (or a value node) and one of its axes, e.g. a weight's rows and columns."""
+        self._an.flop_specs.setdefault(self.node, []).append((share, tuple(axes)))
 
     def vote_grad_free(self, tensors, axis: int) -> None:
         """Producer rows whose output feeds only an affine per-channel norm get an exactly zero

@@ -56,7 +56,8 @@ class Analysis:
         self.fibers: list[tuple[np.ndarray, str]] = []  # see require_one_unit
         self._seen: list[np.ndarray] = []
         self.opaque_ops: dict[str, str] = {}
-        self.weight_flops: dict[str, float] = {}  # FLOPs of the ops each weight takes part in
+        #: per node: ``(share, axes)`` — that share of its FLOPs scales with these axes' kept shares
+        self.flop_specs: dict[fx.Node, list[tuple[float, tuple]]] = {}
         self.grad_free: dict[tuple[str, int], bool] = {}  # see Call.vote_grad_free
         self.canon: dict[int, str] = {}
         for name, t in self.gm.named_parameters():
@@ -88,7 +89,7 @@ class Analysis:
     def pin(self, ids: np.ndarray | None, reason: str) -> None:
         if ids is None:
             return
-        flat = np.unique(np.asarray(ids).ravel())
+        flat = np.asarray(ids).ravel()
         flat = flat[flat >= 0]
         if flat.size:
             self.pins.append((flat, reason))
@@ -103,11 +104,8 @@ class Analysis:
             self.fibers.append((rows[~none], reason))
 
     def mark_seen(self, ids: np.ndarray) -> None:
-        flat = np.unique(ids)
+        flat = np.asarray(ids).ravel()
         self._seen.append(flat[flat >= 0])
-
-    def add_flops(self, name: str, flops: float) -> None:
-        self.weight_flops[name] = self.weight_flops.get(name, 0.0) + flops
 
     def vote_grad_free(self, name: str, axis: int, ok: bool) -> None:
         self.grad_free[(name, axis)] = self.grad_free.get((name, axis), True) and ok
@@ -118,7 +116,8 @@ class Analysis:
         return np.concatenate(self._ua), np.concatenate(self._ub)
 
     def seen(self) -> np.ndarray:
-        return np.unique(np.concatenate(self._seen)) if self._seen else np.zeros(0, np.int64)
+        """Every element some value carries (with repeats)."""
+        return np.concatenate(self._seen) if self._seen else np.zeros(0, np.int64)
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> Analysis:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -9,11 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from otograph.analysis.costs import KINDS, build_costs
 from otograph.analysis.engine import Analysis
 from otograph.analysis.slots import flatten_slots, varying_axes
-from otograph.analysis.space import BUFFER, Group, Member, SearchSpace
+from otograph.analysis.space import Group, Member, SearchSpace
 from otograph.analysis.unionfind import components
-from otograph.tracing.values import FLOPS
 
 __all__ = ["AnalysisResult", "build_space"]
 
@@ -85,60 +86,97 @@ def _module_of(param: str) -> str:
     return param.rsplit(".", 1)[0] if "." in param else param
 
 
-def _total_flops(traced) -> int:
-    """FLOPs of the model: the sum of what the shape pass counted for each node."""
-    return int(sum(n.meta.get(FLOPS, 0) for n in traced.gm.graph.nodes))
-
-
 def build_space(an: Analysis) -> SearchSpace:
     """Components of the unions → units; units with the same members → groups; costs per unit."""
     labels = _align(an, an.table.size)
     entries = list(an.table.entries.values())
-    comp_entries = _candidates(an, labels, entries)
-    pinned = _pinned(an, labels, comp_entries)
-    by_key: dict[tuple, list[int]] = defaultdict(list)
-    for c, eis in comp_entries.items():
-        by_key[(tuple(eis), c in pinned)].append(c)
+    cand = _candidates(an, labels, entries)
+    pinned = _pinned(an, labels, cand)
     params = dict(an.gm.named_parameters())
     groups: list[Group] = []
     unit_comp: dict[tuple[str, int], int] = {}
     used_ids: dict[str, int] = {}
-    for (eis, is_pinned), comps in sorted(by_key.items(), key=lambda kv: min(kv[1])):
-        comps = sorted(comps)
-        g = _group(an, labels, [entries[i] for i in eis], comps, params, used_ids,
-                   next((pinned[c] for c in comps if c in pinned), None) if is_pinned else None)
+    found = cand.groups(pinned)
+    group_of = np.full(labels.shape[0], -1, np.int64)  # component → its group's index
+    unit_of = np.full(labels.shape[0], -1, np.int64)   # component → its unit in that group
+    for gi, (_, comps) in enumerate(found):
+        group_of[comps], unit_of[comps] = gi, np.arange(len(comps))
+    for gi, (eis, comps) in enumerate(found):
+        reasons = [pinned[c] for c in comps if c in pinned]
+        g = _group(an, labels, [entries[i] for i in eis], gi, group_of, unit_of, len(comps), used_ids,
+                   reasons[0] if reasons else None)
         unit_comp.update({(g.id, u): c for u, c in enumerate(comps)})
         groups.append(g)
+    costs = build_costs(an, labels, unit_comp, [g.id for g in groups])
+    saved = {k: costs.unit_savings(k, [g.num_units for g in groups]) for k in KINDS}
+    groups = [dataclasses.replace(g, unit_params=torch.from_numpy(saved["params"][i]),
+                                  unit_flops=torch.from_numpy(saved["flops"][i])) for i, g in enumerate(groups)]
     result = AnalysisResult(an, labels, unit_comp)
     _annotate(an, result, groups)
-    return SearchSpace(groups, sum(p.numel() for p in params.values()), _total_flops(an.traced),
-                       tuple(sorted(set(an.opaque_ops.values()))), an.traced, result,
-                       prunable_params=_prunable_params(groups, params), graph=an.graph)
+    return SearchSpace(groups, costs.total("params"), costs.total("flops"), tuple(sorted(set(an.opaque_ops.values()))),
+                       an.traced, result, prunable_params=_prunable_params(groups, params), graph=an.graph,
+                       costs=costs)
 
 
-def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> dict[int, list[int]]:
+@dataclass
+class _Candidates:
+    """Components some value carries, each with the set of table entries (tensor axes) it touches:
+    ``comps`` (sorted) and, per component, ``sig`` (a hash of its entry set) and its entries
+    ``ents[bounds[i]:bounds[i+1]]``."""
+
+    comps: np.ndarray
+    sig: np.ndarray
+    ents: np.ndarray
+    bounds: np.ndarray
+
+    def alike(self) -> dict[int, int]:
+        """How many components share each entry set (by signature)."""
+        keys, counts = np.unique(self.sig, return_counts=True)
+        return dict(zip(keys.tolist(), counts.tolist(), strict=True))
+
+    def groups(self, pinned: dict[int, str]) -> list[tuple[list[int], list[int]]]:
+        """``(entries, components)`` per group: components with the same entries and pinned state,
+        groups in the order of their smallest component."""
+        is_pinned = np.isin(self.comps, np.fromiter(pinned, np.int64, len(pinned)))
+        key = self.sig * 2 + is_pinned  # wraps around like the hash: fine for a key
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        members = np.argsort(inv, kind="stable")
+        counts = np.bincount(inv)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        out = []
+        for g in order.tolist():
+            rep = int(first[g])
+            comps = self.comps[members[starts[g]:starts[g + 1]]].tolist()
+            out.append((self.ents[self.bounds[rep]:self.bounds[rep + 1]].tolist(), comps))
+        return out
+
+
+def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> _Candidates:
     """Components some value carries, with the table entries (tensor axes) each touches."""
     seen = np.zeros(labels.shape[0], bool)
-    s = an.seen()
-    if s.size:
-        seen[np.unique(labels[s])] = True
-    if not entries:
-        return {}
+    seen[labels[an.seen()]] = True
+    E = max(1, len(entries))
     # the table's elements are 0 … n-1, entry by entry: pair each element's component with its entry
-    sizes = np.array([e.size for e in entries], np.int64)
-    starts = np.array([e.start for e in entries], np.int64)
-    entry_of = np.repeat(np.arange(len(entries)), sizes)
-    comp = labels[np.concatenate([np.arange(a, a + n) for a, n in zip(starts, sizes, strict=True)])]
-    pairs = np.unique(comp * len(entries) + entry_of)
-    comps, ents = pairs // len(entries), pairs % len(entries)
+    entry_of = np.repeat(np.arange(len(entries)), [e.size for e in entries]) if entries else np.zeros(0, np.int64)
+    comp = labels[np.concatenate([e.ids for e in entries])] if entries else np.zeros(0, np.int64)
+    pairs = _sorted_unique(comp * E + entry_of)
+    comps, ents = pairs // E, pairs % E
     keep = seen[comps]
     comps, ents = comps[keep], ents[keep]
-    bounds = np.flatnonzero(np.diff(comps)) + 1
-    return {int(c[0]): e.tolist() for c, e in zip(np.split(comps, bounds), np.split(ents, bounds), strict=True)
-            if c.size}
+    starts = np.flatnonzero(np.r_[True, np.diff(comps) != 0]) if comps.size else np.zeros(0, np.int64)
+    codes = np.random.default_rng(0).integers(1, 2**62, size=E, dtype=np.int64)  # a set hash: sum of codes
+    sig = np.add.reduceat(codes[ents], starts) if comps.size else np.zeros(0, np.int64)
+    return _Candidates(comps[starts], sig, ents, np.r_[starts, ents.size])
 
 
-def _pinned(an: Analysis, labels: np.ndarray, comp_entries: dict[int, list[int]]) -> dict[int, str]:
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` for a large integer array, by one sort (faster than numpy's hash path here)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
+def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, str]:
     """Unprunable components with the first reason found for each."""
     fiber_comps: dict[int, str] = {}
     for rows, reason in an.fibers:  # rows that had to end up inside one unit
@@ -149,39 +187,29 @@ def _pinned(an: Analysis, labels: np.ndarray, comp_entries: dict[int, list[int]]
             fiber_comps.setdefault(c, reason)
     pinned: dict[int, str] = {}
     for ids, reason in an.pins:
-        for c in np.unique(labels[ids]):
-            pinned.setdefault(int(c), reason)
+        for c in np.unique(labels[ids]).tolist():
+            pinned.setdefault(c, reason)
     # a reduction whose fibers merged a whole space into a single unit leaves nothing to remove
-    alike: dict[tuple, int] = defaultdict(int)
-    for eis in comp_entries.values():
-        alike[tuple(eis)] += 1
-    for c, reason in fiber_comps.items():
-        if c in comp_entries and alike[tuple(comp_entries[c])] == 1:
-            pinned.setdefault(c, f"{reason} (it spans the whole space)")
+    if fiber_comps:
+        alike = cand.alike()
+        where = {c: i for i, c in enumerate(cand.comps.tolist())}
+        for c, reason in fiber_comps.items():
+            if c in where and alike[int(cand.sig[where[c]])] == 1:
+                pinned.setdefault(c, f"{reason} (it spans the whole space)")
     return pinned
 
 
-def _group(an: Analysis, labels: np.ndarray, entries: list, comps: list[int], params: dict, used_ids: dict,
-           reason: str | None) -> Group:
-    """One group: its members (positions and units per tensor axis) and what each unit costs."""
-    comp_unit = np.full(labels.shape[0], -1, np.int64)
-    comp_unit[comps] = np.arange(len(comps))
-    members, uparams, uflops = [], np.zeros(len(comps)), np.zeros(len(comps))
+def _group(an: Analysis, labels: np.ndarray, entries: list, gi: int, group_of: np.ndarray, unit_of: np.ndarray,
+           num_units: int, used_ids: dict, reason: str | None) -> Group:
+    """Group ``gi`` and its members (positions and units per tensor axis); costs come later."""
+    members = []
     for e in entries:
-        lab = labels[e.ids]
-        mask = np.isin(lab, comps)
-        pos = np.nonzero(mask)[0]
-        units = comp_unit[lab[mask]]
-        members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units.copy()),
+        lab = labels[e.start:e.start + e.size]
+        pos = np.flatnonzero(group_of[lab] == gi)
+        members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(unit_of[lab[pos]]),
                               e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
-        t = params.get(e.param)
-        if t is None or e.role == BUFFER:
-            continue
-        np.add.at(uparams, units, t.numel() // t.shape[e.axis])
-        if e.param in an.weight_flops:
-            np.add.at(uflops, units, an.weight_flops[e.param] / t.shape[e.axis])
-    return Group(_group_id(members, used_ids), len(comps), tuple(members), reason is None, reason,
-                 torch.from_numpy(uparams), torch.from_numpy(uflops))
+    zeros = torch.zeros(num_units, dtype=torch.float64)
+    return Group(_group_id(members, used_ids), num_units, tuple(members), reason is None, reason, zeros, zeros)
 
 
 def _prunable_params(groups: list[Group], params: dict) -> int:

@@ -57,7 +57,8 @@ class Group:
     """A zero-invariant group: ``num_units`` units that can each be removed on their own.
 
     ``prunable`` is False when the analysis could not prove zero-invariance; ``reason`` says why.
-    ``unit_params[u]`` and ``unit_flops[u]`` are what removing unit ``u`` alone saves.
+    ``unit_params[u]`` and ``unit_flops[u]`` are what removing unit ``u`` alone saves (exactly, at
+    the full model; for several units use :attr:`SearchSpace.costs`).
     """
 
     id: str
@@ -101,6 +102,9 @@ class SearchSpace:
     #: the dependency graph (networkx), each node annotated with its op ``kind``, ``family`` and
     #: the ``groups`` its value carries
     graph: Any = field(default=None, repr=False)
+    #: exact parameters and FLOPs of the compact model for any removed units
+    #: (:class:`~otograph.analysis.costs.CostModel`)
+    costs: Any = field(default=None, repr=False)
 
     @property
     def prunable_groups(self) -> list[Group]:

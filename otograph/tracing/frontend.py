@@ -22,6 +22,7 @@ from otograph.tracing.preserve import unchanged
 from otograph.tracing.values import (
     FLOPS,
     META,
+    SAME_SHAPE,
     eval_mode,
     flat_inputs,
     info_of,
@@ -127,6 +128,31 @@ class _Recorder(fx.Interpreter):
         n.meta[FLOPS] = self.counter.total - before
         return out
 
+    # ops whose output has their input's shape and no FLOPs: skipped (on meta tensors, norms and
+    # some activations run Python decompositions that cost more than the rest of the pass)
+    def call_module(self, target, args, kwargs):
+        if self.shortcut and type(self.fetch_attr(target)) in SAME_SHAPE and _first_tensor(args):
+            return args[0]
+        return super().call_module(target, args, kwargs)
+
+    def call_function(self, target, args, kwargs):
+        if self.shortcut and _same_shape(target) and _first_tensor(args):
+            return args[0]
+        return super().call_function(target, args, kwargs)
+
+    shortcut = False
+
+
+def _first_tensor(args: tuple) -> bool:
+    return bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"
+
+
+def _same_shape(target: Any) -> bool:
+    try:
+        return target in SAME_SHAPE or getattr(target, "overloadpacket", None) in SAME_SHAPE
+    except TypeError:  # unhashable targets
+        return False
+
 
 def record_shapes(traced: Traced) -> None:
     """One pass of the example inputs through the graph (on meta tensors where every op allows it,
@@ -137,7 +163,9 @@ def record_shapes(traced: Traced) -> None:
     with torch.enable_grad():
         try:
             with meta_state(traced.gm), FlopCount() as counter:
-                _Recorder(traced.gm, counter).run(*[to_meta(x) for x in inputs])
+                recorder = _Recorder(traced.gm, counter)
+                recorder.shortcut = True
+                recorder.run(*[to_meta(x) for x in inputs])
             return
         except Exception as e:  # noqa: BLE001 - an op without a meta kernel: fake tensors then
             log.debug("meta run failed (%s); recording on fake tensors", e)

@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_map
 
 from otograph.errors import UnsupportedInput
 
-__all__ = ["META", "FLOPS", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
+__all__ = ["META", "FLOPS", "SAME_SHAPE", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
            "run_fake", "fake_state", "meta_state", "to_meta", "batch_like", "unwrap"]
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,29 @@ class TensorInfo:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+
+def _same_shape_ops() -> frozenset:
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    aten = torch.ops.aten
+    return frozenset([
+        nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.ReLU6, nn.SiLU,
+        nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout,
+        nn.Dropout2d, nn.Identity,
+        F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.sigmoid, F.layer_norm, F.batch_norm,
+        F.group_norm, F.dropout, torch.relu, torch.sigmoid, torch.tanh,
+        aten.relu, aten.relu_, aten.silu, aten.silu_, aten.gelu, aten.hardswish, aten.hardswish_,
+        aten.hardsigmoid, aten.hardsigmoid_, aten.sigmoid, aten.batch_norm, aten.layer_norm, aten.group_norm,
+        aten.dropout, aten.hardtanh, aten.hardtanh_,
+    ])
+
+
+#: Ops (module classes, exactly; functions; ATen packets) whose output has the shape and dtype of their
+#: first input and that count no FLOPs: shape recording on meta tensors skips them, because their meta
+#: kernels are Python decompositions slower than the rest of the pass. (Checked against a full run.)
+SAME_SHAPE = _same_shape_ops()
 
 
 def info_of(v: Any) -> Any:

@@ -23,6 +23,14 @@ def init(rank: int, world: int, port: int, timeout_s: float = 60) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
 
 
+def shutdown() -> None:
+    """Leave the process group together: a rank that tears gloo down while its peer still talks to it
+    aborts (``terminate called without an active exception``)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_ranks(fn, world: int, args: tuple, timeout_s: float = 120) -> None:
     """``fn(rank, world, port, *args)`` in ``world`` spawned processes; kill them all past ``timeout_s``."""
     ctx = mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=False, start_method="spawn")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import otograph
 from hesso import HESSO
 from otograph.testing.spaces import MLP
-from tests.hesso._dist import init, run_ranks
+from tests.hesso._dist import init, run_ranks, shutdown
 
 STEPS, GLOBAL_BATCH = 16, 16
 
@@ -55,7 +54,7 @@ def _worker(rank: int, world: int, port: int, path: str) -> None:
             out.update(exact=v.exact, params_after=v.params_after, params_before=v.params_before)
         torch.save(out, os.path.join(path, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        shutdown()
 
 
 def test_ddp_two_ranks_match_each_other_and_single_process(tmp_path):

@@ -223,19 +223,15 @@ def test_exclusions_reasons_and_checks():
         exclusions([type(space.groups[0])("x", 6, (bad,), True, None, torch.ones(6), torch.ones(6))], model)
 
 
-def test_unreachable_cost_budget_is_reported(caplog):
+def test_unreachable_cost_budget_is_refused_with_the_most_that_can_go():
     """With conv2's group excluded, conv1's units carry too few parameters for a 95% cut."""
     model, space = cnn()
     model.conv2.requires_grad_(False)
     reachable = float(space.group(group_of(space, "conv1.weight")).unit_params.sum()) / space.total_params
     assert reachable < 0.95
-    with caplog.at_level(logging.WARNING, logger="hesso.optimizer"):
+    with pytest.raises(ValueError, match=r"95.0% params reduction cannot be reached: .* cuts \d+\.\d%"):
         HESSO(model, space, target_param_reduction=0.95, pruning_steps=4)
-    assert any("exceeds what all included prunable units carry" in r.getMessage() for r in caplog.records)
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hesso.optimizer"):
-        HESSO(model, space, target_param_reduction=reachable / 2, pruning_steps=4)
-    assert not any("exceeds" in r.getMessage() for r in caplog.records)
+    HESSO(model, space, target_param_reduction=reachable / 2, pruning_steps=4)
 
 
 def test_frozen_layer_passed_in_params_is_still_untouched():

@@ -21,7 +21,7 @@ from torch import nn
 
 import otograph
 from hesso import CRIC, HESSO
-from tests.hesso._dist import init, run_ranks
+from tests.hesso._dist import init, run_ranks, shutdown
 
 T = pytest.importorskip("transformers")
 fsdp = pytest.importorskip("torch.distributed.fsdp")
@@ -119,7 +119,7 @@ def _worker(rank: int, world: int, port: int, spaces: dict, out: str) -> None:
                         "full": {n: t for n, t in full.items() if rank == 0}},
                        os.path.join(out, f"{kind}-rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        shutdown()
 
 
 def reference(kind: str, space) -> tuple[nn.Module, HESSO, int]:

@@ -113,9 +113,13 @@ def _mha(call):
     out = call.param_ids(m.out_proj.weight, 0, PRODUCER)
     if m.out_proj.bias is not None:
         call.union(call.param_ids(m.out_proj.bias, 0, PRODUCER), out)
-    tokens = int(np.prod(call.shape(q)[:-1]))
-    call.add_flops(m.in_proj_weight, 3 * tokens * E, 3 * E)
-    call.add_flops(m.out_proj.weight, tokens * E, E)
+    tq, tk = int(np.prod(call.shape(q)[:-1])), int(np.prod(call.shape(k)[:-1]))
+    length = call.shape(k)[1 if m.batch_first else 0]
+    proj_in, attend, proj_out = 2 * (tq + 2 * tk) * E * E, 4 * tq * length * E, 2 * tq * E * E
+    total = proj_in + attend + proj_out
+    call.flop_axes((m.in_proj_weight, 0), (m.in_proj_weight, 1), share=proj_in / total)
+    call.flop_axes((m.in_proj_weight, 0), share=attend / total)  # kept heads
+    call.flop_axes((m.out_proj.weight, 0), (m.out_proj.weight, 1), share=proj_out / total)
     nd = len(call.shape(q))
     shape = [1] * nd
     shape[-1] = E

@@ -137,6 +137,11 @@ def _matmul(call):
         call.set_out(Slot())
         return
     call.set_out(matmul_slot(call, sa, sb, len(call.out_shape), call.name))
+    call.flop_axes(*_out_axes(call), (a, -1))  # the output's positions × the contracted axis
+
+
+def _out_axes(call) -> list[tuple]:
+    return [(call.node, a) for a in range(len(call.out_shape or ()))]
 
 
 def _swap_last(s: Slot) -> Slot:
@@ -177,6 +182,10 @@ def _sdpa(call):
     if scores.ids is not None:
         scores = Slot(scores.ids, np.zeros(scores.ids.shape, bool))  # softmax(0) is not 0
     call.set_out(matmul_slot(call, scores, call.slot(v), nd, call.name))
+    # q·kᵀ costs (… L) × S × E and scores·v (… L) × S × Ev: two shares
+    E, Ev, lead = call.shape(q)[-1], call.shape(v)[-1], _out_axes(call)[:-1]
+    call.flop_axes(*lead, (k, -2), (q, -1), share=E / (E + Ev))
+    call.flop_axes(*lead, (k, -2), (call.node, nd - 1), share=Ev / (E + Ev))
 
 
 def _frame(s: Slot, letters: str, frame: str) -> tuple[np.ndarray | None, np.ndarray]:
@@ -240,3 +249,8 @@ def _einsum(call):
     ids, zout = ids.squeeze(axis=sq) if sq else ids, zout.squeeze(axis=sq) if sq else zout
     order = [[frame[i] for i in keep].index(c) for c in out]
     call.set_out(Slot(np.transpose(ids, order).copy(), np.transpose(zout, order).copy()))
+    contracted_axes = []
+    for c in (frame[i] for i in contracted):  # each contracted letter, on the first operand that has it
+        j = next(j for j, term in enumerate(terms) if c in term)
+        contracted_axes.append((ops[j], terms[j].index(c)))
+    call.flop_axes(*_out_axes(call), *contracted_axes)

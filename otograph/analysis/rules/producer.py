@@ -92,7 +92,7 @@ def _conv_like(call, x, weight, bias: _Bias | None, groups: int, transposed: boo
     else:
         out_ids = _grouped(call, s, weight, cin, cout, groups, transposed)
     zero = True if bias is None else bias.join(call, out_ids)
-    call.add_flops(weight, int(np.prod(out_shape)), cout)
+    call.flop_axes((weight, 0), (weight, 1))
     call.vote_grad_free((weight,), 1 if transposed and groups == 1 else 0)
     call.vote_grad_free((bias.tensor if bias is not None else None,), 0)
     call.set_out(_out_slot(out_shape, 1, out_ids, zero))
@@ -188,7 +188,7 @@ def _linear(call):
     out_ids = call.param_ids(weight, 0, PRODUCER)
     zero = True if bias is None else bias.join(call, out_ids)
     out_shape = call.out_shape
-    call.add_flops(weight, int(np.prod(out_shape)), out_shape[-1])
+    call.flop_axes((weight, 0), (weight, 1))
     call.set_out(_out_slot(out_shape, len(out_shape) - 1, out_ids, zero))
 
 
@@ -223,5 +223,5 @@ def _addmm(call):
         call.require_zero(s.ids, s.zero, "the input features of")
     out_ids = call.param_ids(w, 1, PRODUCER)
     call.union(call.param_ids(bias, 0, PRODUCER), out_ids)
-    call.add_flops(w, int(np.prod(call.out_shape)), w.shape[1])
+    call.flop_axes((w, 0), (w, 1))
     call.set_out(_out_slot(call.out_shape, 1, out_ids))
