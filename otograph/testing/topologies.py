@@ -345,8 +345,8 @@ class SpatialGating(nn.Module):
 
 
 class OrderedDictOutput(nn.Module):
-    """torchvision's segmentation models: the output is an ``OrderedDict`` (``out``, ``aux``), and
-    the compact model's must be one too."""
+    """torchvision's segmentation models and detector backbones: the output is an ``OrderedDict``
+    (keys such as ``out`` or ``"0"``, not always identifiers), and the compact model's must be one too."""
 
     def __init__(self):
         super().__init__()
@@ -354,7 +354,7 @@ class OrderedDictOutput(nn.Module):
 
     def forward(self, x):
         y = self.body(x)
-        return OrderedDict(out=self.head(y), aux=self.aux(y))
+        return OrderedDict([("out", self.head(y)), ("0", self.aux(y))])
 
 
 # ---- traps: these spaces must stay unprunable -------------------------------------------------

@@ -160,7 +160,7 @@ def _keep_output_type(graph: fx.Graph, cls: type | None) -> None:
     if cls is not collections.OrderedDict or not isinstance(value, dict):
         return
     with graph.inserting_before(out):
-        od = graph.call_function(collections.OrderedDict, (), dict(value))
+        od = graph.call_function(collections.OrderedDict, ([(k, v) for k, v in value.items()],))  # keys: any str
     out.args = (od,)
 
 

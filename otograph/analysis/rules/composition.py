@@ -181,6 +181,6 @@ def _narrow(call):
 
 @composition("mapping", [collections.OrderedDict])
 def _mapping(call):
-    """``OrderedDict(out=a, aux=b)`` (how the fx frontend keeps an ``OrderedDict`` output): its
-    values, each with its own slots."""
-    call.set_out(tuple(call.value(v) for v in call.node.kwargs.values()))
+    """``OrderedDict([("out", a), ("0", b)])`` (how the fx frontend keeps an ``OrderedDict``
+    output): its values, each with its own slots."""
+    call.set_out(tuple(call.value(v) for _, v in call.node.args[0]))

@@ -112,7 +112,7 @@ def _times_param(call, a, sa: Slot, sb: Slot) -> Slot:
     out_shape = call.out_shape
     w = _param_behind(call, call.arg("other", "mat2"))
     if w is not None:
-        call.add_flops(w, int(np.prod(out_shape)), out_shape[-1])
+        call.flop_axes((w, 0), (w, 1))
     shape = [1] * len(out_shape)
     shape[-1] = out_shape[-1]
     return Slot(n_ids.reshape(shape).copy(), np.full(shape, sb.pzero))

@@ -328,6 +328,8 @@ def head(em: Emitter, s: State, p: Params) -> State | None:
         aux = em.mod("aux", f"nn.Linear({s.C}, 2)")
         em.line(f"z = {pooled}")
         em.ret = f"{ref}(z), {aux}(z)"
+        if p.chance("mapping", 0.3):  # torchvision's detector backbones: keys need not be identifiers
+            em.ret = f'collections.OrderedDict([("out", {ref}(z)), ("0", {aux}(z))])'
         return s
     em.line(f"x = {ref}({pooled})")
     return s.with_channels(3) if pooled == "x" else s.to(mode="vec", shape=(s.shape[0], 3))
