@@ -404,7 +404,10 @@ class HESSO(torch.optim.Optimizer):
 
         ``units_total`` counts the included units; ``excluded_groups`` maps each prunable group HESSO
         does not prune (it may not write one of its producers) to the reason, ``units_excluded``
-        counts their units.
+        counts their units. ``target_kind`` and ``target_asked`` are the target as given,
+        ``target_measured`` the reduction of that kind reached so far: ``flops_reduction`` or
+        ``param_reduction``, the compact model's true saving when the space has a cost model (as
+        ``otograph.search_space`` builds), or ``group_sparsity`` (all None without a target).
         """
         pruned = self._status == PRUNED
         U = max(1, self.layout.num_units)
@@ -416,14 +419,19 @@ class HESSO(torch.optim.Optimizer):
             stage = "before" if self._k < self.schedule.start else "done"
         else:
             stage = "cric" if self._run is not None else "pruning"
+        reduction = {"units": float(pruned.sum()) / U, "flops": flops / max(1, self.space.total_flops),
+                     "params": params / max(1, self.space.total_params)}
         return {
             "step": self._k, "stage": stage, "period": None if phase is None else phase[0],
             "units_total": self.layout.num_units, "units_pruned": int(pruned.sum()),
             "units_redundant": int((self._status == REDUNDANT).sum()),
             "units_excluded": self.layout.excluded_units, "excluded_groups": dict(self.layout.excluded),
-            "group_sparsity": float(pruned.sum()) / U,
-            "flops_removed": flops, "flops_reduction": flops / max(1, self.space.total_flops),
-            "params_removed": params, "param_reduction": params / max(1, self.space.total_params),
+            "group_sparsity": reduction["units"],
+            "flops_removed": flops, "flops_reduction": reduction["flops"],
+            "params_removed": params, "param_reduction": reduction["params"],
+            "target_kind": None if self.target is None else self.target.kind,
+            "target_asked": None if self.target is None else self.target.fraction,
+            "target_measured": None if self.target is None else reduction[self.target.kind],
         }
 
     def _removed_cost(self, pruned: torch.Tensor) -> tuple[float, float]:
@@ -442,6 +450,8 @@ class HESSO(torch.optim.Optimizer):
                  + (f", period {m['period'] + 1}/{self.schedule.periods}" if m["period"] is not None else "")]
         if self.budget is not None:
             lines.append(f"  budget: {self.budget}, schedule {self.schedule}")
+            lines.append(f"  target: {m['target_asked']:.1%} {self.target.kind} reduction asked, "
+                         f"{m['target_measured']:.1%} reached")
         if self.cric is not None:
             lines.append(f"  CRIC: up to {self.cric.max_cycles} cycles of {self._cric_steps} steps")
         lines.append(f"  units: {m['units_pruned']}/{m['units_total']} pruned ({m['group_sparsity']:.1%}), "

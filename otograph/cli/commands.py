@@ -114,7 +114,7 @@ _BUDGET_FLAGS = (("--sparsity", "sparsity"), ("--target-flops", "target_flops"),
 
 
 def budget(args: argparse.Namespace) -> Target:
-    """The one ``hesso.Target`` of ``--target-flops``/``--target-params``/``--sparsity`` (default: 65 % of FLOPs)."""
+    """The one ``hesso.Target`` of ``--target-flops``/``--target-params``/``--sparsity`` (default: half the FLOPs)."""
     for flag, name in _BUDGET_FLAGS:
         value = getattr(args, name)
         if value is not None and not 0.0 < value < 1.0:
@@ -127,25 +127,30 @@ def budget(args: argparse.Namespace) -> Target:
 def prune_options(args: argparse.Namespace) -> PruneOptions:
     """The prune job's options from the parsed flags (values that cannot work are refused)."""
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--periods", args.periods),
-                        ("--threads", args.threads)):
+                        ("--threads", args.threads), ("--round-to", args.round_to)):
         at_least(flag, value, 1)
+    at_least("--finetune-epochs", args.finetune_epochs, 0)
     at_least("--lr", args.lr, 0, above=True)
     at_least("--weight-decay", args.weight_decay, 0)
+    at_least("--distill", args.distill, 0, above=True)
     return PruneOptions(model=args.model, data=args.data, out=args.out, force=args.force,
                         input_shape=parse_input_shape(args.input_shape), target=budget(args), epochs=args.epochs,
                         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                         weight_decay=args.weight_decay, periods=args.periods, cric=args.cric,
                         baseline=not args.no_baseline, seed=args.seed, leaf_modules=tuple(args.leaf),
-                        progress=not args.quiet, threads=args.threads, frontend=args.frontend)
+                        progress=not args.quiet, threads=args.threads, frontend=args.frontend,
+                        finetune_epochs=args.finetune_epochs, round_to=args.round_to, weights=args.weights,
+                        distill=args.distill)
 
 
 def prune(args: argparse.Namespace) -> int:
+    from otograph.cli.report_md import target_table
     from otograph.report.markdown import summary_table
 
     o = prune_options(args)
     run = job.prune(o, say=say)
     ex = run.exactness
-    print(f"\n{summary_table(run.before, run.after)}\n")
+    print(f"\n{summary_table(run.before, run.after)}\n\n{target_table(run)}\n")
     print(f"exactness: max |Δ| {ex.max_abs:.3g} (float32), {ex.max_abs_f64:.3g} (float64); "
           f"wall time {run.wall_seconds:.1f} s")
     f = run.files

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import otograph
-from hesso import HESSO
+from hesso import HESSO, Teacher
 from otograph.analysis import SearchSpace
 from otograph.cli.checks import batch_pair, check_data, check_trainable, traced_space
 from otograph.cli.options import OptionError, PruneOptions
@@ -46,6 +46,7 @@ from otograph.cli.specs import (
     peek_num_classes,
 )
 from otograph.cli.training import History, TrainingError, base_optimizer, evaluate, train
+from otograph.cli.weights import load_weights
 from otograph.errors import RewriteError
 from otograph.fileio import atomic_write, refuse_existing, staged_dir, write_text
 from otograph.report.measure import measure
@@ -96,21 +97,24 @@ def prune(o: PruneOptions, say: Say = log.info) -> RunRecord:
     schedule = pruning_schedule(o, len(data.train))
     model, one = loaded.model, _one(loaded.example_inputs)
     init_state = copy.deepcopy(model.state_dict())
+    start = start_accuracy(o, model, data, say)
+    teacher = make_teacher(o, model, say)
     with staged_dir(o.out, o.force, marker=RUN_JSON, owned=RUN_FILES) as stage:
-        dense = train_dense(o, model, data) if o.baseline else None
+        dense = train_dense(o, model, data, teacher) if o.baseline and start is None else None
         model.load_state_dict(init_state)
-        pruned = train_hesso(o, model, space, data, schedule, say)
+        pruned = train_hesso(o, model, space, data, schedule, say, teacher)
         comp = compress_and_verify(model, space, data, say)
-        before = measure(model, one, accuracy=dense.accuracy if dense else pruned.accuracy)
+        first = start if start is not None else dense.accuracy if dense else pruned.accuracy
+        before = measure(model, one, accuracy=first)
         after = measure(comp.model, one, accuracy=comp.accuracy)
         title = f"{o.model} ({type(model).__name__})"
         files = save_files(stage, o, model, loaded.example_inputs, comp, space, title, say)
-        files.training_chart = save_training_chart(stage, o, title, pruned, dense, schedule)
+        files.training_chart = save_training_chart(stage, o, title, pruned, dense, schedule, start)
         record = RunRecord(
             otograph_version=otograph.__version__, options=o,
             model=ModelInfo(o.model, type(model).__name__, list(loaded.input_shape or [])),
             data=DataInfo(o.data, data.num_classes, _size(data.train), _size(data.val)),
-            training=training_info(o, len(data.train), schedule, dense, pruned), before=before, after=after,
+            training=training_info(o, len(data.train), schedule, dense, pruned, start), before=before, after=after,
             trained_accuracy=pruned.accuracy, exactness=comp.exactness, space=space_info(space, comp.removed),
             groups=group_outcomes(space, comp.removed), threads=torch.get_num_threads(),
             history=Histories(pruned.history, dense.history if dense else None), files=files,
@@ -129,6 +133,9 @@ def load(o: PruneOptions, say: Say = log.info) -> tuple[LoadedModel, LoadedData]
     nc = peek_num_classes(o.data)
     loaded = load_model(o.model, o.input_shape, {"num_classes": nc} if nc else None)
     check_trainable(loaded)
+    if o.weights:
+        load_weights(loaded.model, o.weights)
+        say(f"loaded the weights of {o.weights}")
     data = load_data(o.data, batch_size=o.batch_size, seed=o.seed, input_shape=loaded.input_shape)
     check_data(loaded, data, o.input_shape is not None, say)
     return loaded, data
@@ -163,26 +170,47 @@ def pruning_schedule(o: PruneOptions, steps_per_epoch: int) -> Schedule:
     return Schedule(start_step=min(int(round(o.pruning_start * total)), total - steps), steps=steps, periods=o.periods)
 
 
-def train_dense(o: PruneOptions, model: nn.Module, data: LoadedData) -> Trained:
+def start_accuracy(o: PruneOptions, model: nn.Module, data: LoadedData, say: Say = log.info) -> float | None:
+    """With ``--weights``, the starting model's validation accuracy (the "before" of the report); else None."""
+    if not o.weights:
+        return None
+    accuracy = evaluate(model, data.val)
+    say(f"the starting model ({o.weights}): {accuracy:.2f}% validation accuracy")
+    return accuracy
+
+
+def make_teacher(o: PruneOptions, model: nn.Module, say: Say = log.info) -> Teacher | None:
+    """With ``--distill T``, a frozen copy of the starting model (eval mode, no gradients, in no optimizer)."""
+    if o.distill is None:
+        return None
+    if not o.weights:
+        say("--distill without --weights: the teacher is the model as built (untrained unless its factory "
+            "loads weights)")
+    return Teacher(model, temperature=o.distill)
+
+
+def train_dense(o: PruneOptions, model: nn.Module, data: LoadedData, teacher: Teacher | None = None) -> Trained:
     """Train a copy of ``model`` densely with the same recipe: the "before" accuracy."""
     dense = copy.deepcopy(model)
     torch.manual_seed(o.seed)
     t0 = time.perf_counter()
-    hist = train(dense, base_optimizer(dense, o.optimizer, o.hyper()), data, o.epochs, desc="dense baseline",
-                 progress=o.progress)
+    hist = train(dense, base_optimizer(dense, o.optimizer, o.hyper()), data, o.epochs + o.finetune_epochs,
+                 desc="dense baseline", progress=o.progress, teacher=teacher)
     seconds = time.perf_counter() - t0
     return Trained(hist, seconds, hist.val_accuracy[-1] if hist.val_accuracy else evaluate(dense, data.val))
 
 
 def train_hesso(o: PruneOptions, model: nn.Module, space: SearchSpace, data: LoadedData, schedule: Schedule,
-                say: Say) -> Trained:
-    """Train ``model`` in place with HESSO, which drives the redundant units to exactly zero."""
+                say: Say, teacher: Teacher | None = None) -> Trained:
+    """Train ``model`` in place with HESSO, which drives the redundant units to exactly zero; the
+    ``--finetune-epochs`` follow the ``--epochs`` that hold the pruning periods."""
     torch.manual_seed(o.seed)
     opt = HESSO(model, space, variant=o.optimizer, **o.hyper(), target=o.target,
                 start_pruning_step=schedule.start_step, pruning_steps=schedule.steps,
-                pruning_periods=schedule.periods, cric=o.cric or None)
+                pruning_periods=schedule.periods, group_divisible=o.round_to, cric=o.cric or None)
     t0 = time.perf_counter()
-    hist = train(model, opt, data, o.epochs, desc="HESSO", progress=o.progress, metrics=opt.metrics)
+    hist = train(model, opt, data, o.epochs + o.finetune_epochs, desc="HESSO", progress=o.progress,
+                 metrics=opt.metrics, teacher=teacher)
     seconds = time.perf_counter() - t0
     model.eval()
     accuracy = evaluate(model, data.val)
@@ -273,8 +301,13 @@ def _save_reference(path: Path, model: nn.Module, example: Any) -> str | None:
 
 
 def save_training_chart(stage: Path, o: PruneOptions, title: str, pruned: Trained, dense: Trained | None,
-                        schedule: Schedule) -> str:
-    """``training.png``: loss, validation accuracy and what HESSO removed, per step."""
+                        schedule: Schedule, start: float | None = None) -> str:
+    """``training.png``: loss, validation accuracy and what HESSO removed, per step.
+
+    The FLOPs and parameter curves are the compact model's true reductions for the units removed so
+    far (HESSO's cost model, as ``torch.utils.flop_counter`` counts the compact model), drawn with the
+    asked target as a dashed line.
+    """
     shade, h = schedule.ranges(), pruned.history
     loss = [Series("HESSO", h.step, h.loss, "#1f77b4")]
     acc = [Series("HESSO", h.eval_step, h.val_accuracy, "#1f77b4")]
@@ -282,23 +315,38 @@ def save_training_chart(stage: Path, o: PruneOptions, title: str, pruned: Traine
         d = dense.history
         loss.append(Series("dense", d.step, d.loss, "#ff7f0e", dashed=True))
         acc.append(Series("dense", d.eval_step, d.val_accuracy, "#ff7f0e", dashed=True))
-    removed = [Series("group sparsity", h.step, h.group_sparsity, "#2ca02c"),
-               Series("FLOPs (budget)", h.step, h.flops_reduction, "#d62728")]
-    panels = [Panel("training loss (cross-entropy)", loss, shade),
+    if start is not None and h.step:
+        acc.append(Series("starting model", [0, h.step[-1]], [start, start], "#7f7f7f", dashed=True))
+    curves = {"units": ("units removed", h.group_sparsity, "#2ca02c"),
+              "flops": ("FLOPs removed", h.flops_reduction, "#d62728"),
+              "params": ("parameters removed", h.param_reduction, "#9467bd")}
+    removed = [Series(label, h.step, ys, color) for kind, (label, ys, color) in curves.items()
+               if ys and (kind != "params" or o.target.kind == "params")]
+    label, _, color = curves[o.target.kind]
+    if h.step:
+        removed.append(Series(f"{label.split()[0]} asked ({o.target.fraction:.0%})", [0, h.step[-1]],
+                              [o.target.fraction] * 2, color, dashed=True))
+    what = "cross-entropy + distillation" if o.distill is not None else "cross-entropy"
+    panels = [Panel(f"training loss ({what})", loss, shade),
               Panel("validation accuracy (%)", acc, shade, yfmt="{:.0f}"),
-              Panel("removed by HESSO", removed, shade, ylim=(0.0, 1.0), yfmt="{:.0%}")]
-    subtitle = f"{title} on {o.data}: HESSO, {o.target.fraction:.0%} {o.target.kind} target"
+              Panel("removed by HESSO (measured on the compact model)", removed, shade, ylim=(0.0, 1.0),
+                    yfmt="{:.0%}")]
+    got = curves[o.target.kind][1]
+    subtitle = (f"{title} on {o.data}: HESSO, {o.target.fraction:.0%} {o.target.kind} reduction asked"
+                + (f", {got[-1]:.1%} measured" if got else ""))
     return save_chart(panels, subtitle, stage / "training.png").name
 
 
 def training_info(o: PruneOptions, steps_per_epoch: int, schedule: Schedule, dense: Trained | None,
-                  pruned: Trained) -> TrainingInfo:
+                  pruned: Trained, start: float | None = None) -> TrainingInfo:
     hyper = o.hyper()
-    return TrainingInfo(epochs=o.epochs, steps=o.epochs * steps_per_epoch, optimizer=o.optimizer,
-                        lr=hyper["lr"], weight_decay=hyper["weight_decay"], momentum=hyper.get("momentum"),
-                        target=o.target, cric=o.cric, pruning=schedule, seconds=pruned.seconds,
-                        baseline="dense" if dense else "trained", baseline_seconds=dense.seconds if dense else 0.0,
-                        hesso=pruned.metrics or {})
+    baseline = "start" if start is not None else "dense" if dense else "trained"
+    return TrainingInfo(epochs=o.epochs, steps=(o.epochs + o.finetune_epochs) * steps_per_epoch,
+                        optimizer=o.optimizer, lr=hyper["lr"], weight_decay=hyper["weight_decay"],
+                        momentum=hyper.get("momentum"), target=o.target, cric=o.cric, pruning=schedule,
+                        seconds=pruned.seconds, baseline=baseline, baseline_seconds=dense.seconds if dense else 0.0,
+                        hesso=pruned.metrics or {}, finetune_epochs=o.finetune_epochs, round_to=o.round_to,
+                        distill=o.distill, weights=o.weights)
 
 
 def space_info(space: SearchSpace, removed: dict[str, list[int]]) -> SpaceInfo:

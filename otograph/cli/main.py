@@ -37,21 +37,44 @@ def _tracing(p: argparse.ArgumentParser) -> None:
                    help=f"tracer: {DEFAULT_FRONTEND} by default, export for .pt2 files; auto tries fx then export")
 
 
+def _temperature(text: str) -> float:
+    """``--distill``'s optional T; a model spec after a bare ``--distill`` is read as T, so say where it goes."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a temperature: write the model before --distill, or "
+                                         f"give T (e.g. --distill 2)") from None
+
+
 def _prune_parser(p: argparse.ArgumentParser) -> None:
+    from otograph.cli.options import DEFAULT_TARGET, DEFAULT_TEMPERATURE
+
     p.add_argument("model", nargs="?", default="default")
     p.add_argument("--data", default="digits", help="digits | imagefolder:PATH | module.path:factory")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-flops", type=float, metavar="FRAC",
-                   help="FLOPs reduction budget, e.g. 0.5 (default 0.65)")
+                   help=f"FLOPs reduction budget, e.g. 0.4 (default {DEFAULT_TARGET.fraction:g}): the compact "
+                        f"model has at least this much fewer FLOPs")
     t.add_argument("--target-params", type=float, metavar="FRAC", help="parameter reduction budget")
     t.add_argument("--sparsity", type=float, metavar="FRAC", help="share of all units to remove")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--weights", metavar="FILE",
+                   help="start from these weights: a state_dict file (torch.save(model.state_dict(), FILE)), "
+                        "read with weights_only=True; 'before' is then this model's accuracy, no dense baseline")
+    p.add_argument("--distill", type=_temperature, nargs="?", const=DEFAULT_TEMPERATURE, default=None, metavar="T",
+                   help="add the KL divergence to a frozen copy of the starting model's logits at temperature T "
+                        f"(default {DEFAULT_TEMPERATURE:g}) to the cross-entropy")
+    p.add_argument("--epochs", type=int, default=10, help="epochs that hold the pruning periods (default 10)")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="train N more epochs after them, the pruned units held at zero (default 0)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)")
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--periods", type=int, default=4, help="pruning periods")
     p.add_argument("--cric", action="store_true", help="test each period's choice first (HESSO-CRIC)")
+    p.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="keep a multiple of N units (channels, features, heads) in every group, for hardware-"
+                        "friendly widths; a group smaller than N stays whole (default 1)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip training the dense model with the same recipe (the 'before' accuracy)")
     p.add_argument("--seed", type=int, default=0)

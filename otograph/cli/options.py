@@ -8,7 +8,7 @@ from typing import Any
 from hesso import Target
 from otograph.errors import OtographError
 
-__all__ = ["PruneOptions", "OptionError", "DEFAULT_TARGET", "at_least"]
+__all__ = ["PruneOptions", "OptionError", "DEFAULT_TARGET", "DEFAULT_TEMPERATURE", "at_least"]
 
 
 class OptionError(OtographError):
@@ -28,8 +28,11 @@ def at_least(flag: str, value: float | None, low: float, *, above: bool = False)
     if not ok or value != value:  # NaN
         raise OptionError(f"{flag} must be {'>' if above else '≥'} {low:g}, got {value:g}")
 
-#: The budget when none is given: remove 65 % of the FLOPs.
-DEFAULT_TARGET = Target("flops", 0.65)
+#: The budget when none is given: remove half of the FLOPs.
+DEFAULT_TARGET = Target("flops", 0.5)
+
+#: The distillation temperature of ``--distill`` given without a value.
+DEFAULT_TEMPERATURE = 2.0
 
 _LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 _WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
@@ -46,6 +49,7 @@ class PruneOptions:
     input_shape: tuple[int, ...] | None = None
     target: Target = DEFAULT_TARGET
     epochs: int = 10
+    finetune_epochs: int = 0     # more epochs after the last pruning period (the periods fit into ``epochs``)
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float | None = None
@@ -55,6 +59,9 @@ class PruneOptions:
     pruning_span: float = 0.4    # fraction of all steps the periods cover
     periods: int = 4
     cric: bool = False
+    round_to: int = 1            # keep a multiple of this many units in every group (HESSO's group_divisible)
+    weights: str | None = None   # a state_dict file to start from; "before" is then its accuracy
+    distill: float | None = None  # distillation temperature (a frozen copy of the starting model teaches); None: off
     baseline: bool = True        # also train the dense model with the same recipe, for "before"
     seed: int = 0
     leaf_modules: tuple[str, ...] = ()  # as given: submodule paths or class names

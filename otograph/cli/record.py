@@ -72,10 +72,15 @@ class TrainingInfo:
     cric: bool
     pruning: Schedule
     seconds: float
-    baseline: str  # "dense": trained densely with the same recipe; "trained": the HESSO model itself
+    baseline: str  # "dense": trained densely with the same recipe; "trained": the HESSO model itself;
+    #                "start": the model loaded from --weights, before any training
     baseline_seconds: float
     hesso: dict[str, Any]  # HESSO.metrics() at the end
     momentum: float | None = None
+    finetune_epochs: int = 0  # after the ``epochs`` that hold the pruning periods; ``steps`` counts both
+    round_to: int = 1
+    distill: float | None = None  # the distillation temperature, None when off
+    weights: str | None = None  # the state_dict file the run started from
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from otograph.cli.record import GroupOutcome, RunRecord
 from otograph.report.markdown import summary_table
 
-__all__ = ["render_report"]
+__all__ = ["render_report", "target_table", "measured_reduction"]
 
 _TRACER = {"fx": "torch.fx", "export": "torch.export"}
 _TARGET_TEXT = {"flops": "FLOPs reduction", "params": "parameter reduction", "units": "group sparsity"}
@@ -25,6 +25,37 @@ def groups_table(groups: list[GroupOutcome], limit: int = 25) -> str:
     return "\n".join(lines)
 
 
+def measured_reduction(r: RunRecord) -> float | None:
+    """The reduction of the target's kind, measured: FLOPs or parameters of the compact model against
+    the original, or the share of units removed."""
+    b, a, kind = r.before, r.after, r.training.target.kind
+    if kind == "flops":
+        return 1.0 - a.flops / b.flops if b.flops else None
+    if kind == "params":
+        return 1.0 - a.params / b.params if b.params else None
+    return r.training.hesso.get("group_sparsity")
+
+
+def target_table(r: RunRecord) -> str:
+    """The asked target and the measured reduction side by side."""
+    t = r.training.target
+    got = measured_reduction(r)
+    return "\n".join(["| target | asked | measured |", "|---|---:|---:|",
+                      f"| {_TARGET_TEXT.get(t.kind, t.kind)} | {t.fraction:.1%} | "
+                      f"{'n/a' if got is None else f'{got:.1%}'} |"])
+
+
+def _recipe(t) -> str:
+    """How the run trained, in words."""
+    epochs = f"{t.epochs} epochs" + (f" + {t.finetune_epochs} fine-tuning epochs" if t.finetune_epochs else "")
+    extra = [f"starting from `{t.weights}`"] if t.weights else []
+    if t.distill is not None:
+        extra.append(f"distilled from the starting model (KL at temperature {t.distill:g} added to the cross-entropy)")
+    if t.round_to > 1:
+        extra.append(f"every group keeps a multiple of {t.round_to} units")
+    return f"{epochs} = {t.steps} steps" + "".join(f"; {e}" for e in extra)
+
+
 def _intro(r: RunRecord) -> list[str]:
     m, d, t = r.model, r.data, r.training
     return [f"# otograph prune: `{m.spec}` on `{d.spec}`", "",
@@ -32,14 +63,15 @@ def _intro(r: RunRecord) -> list[str]:
             f"({d.train_size if d.train_size is not None else '?'} training, "
             f"{d.val_size if d.val_size is not None else '?'} validation samples). "
             f"HESSO{' with CRIC' if t.cric else ''} on {t.optimizer} (lr {t.lr}), "
-            f"{t.epochs} epochs = {t.steps} steps; budget: {t.target.fraction:.0%} "
+            f"{_recipe(t)}; budget: {t.target.fraction:.0%} "
             f"{_TARGET_TEXT.get(t.target.kind, 'target')}."]
 
 
 def _table_notes(r: RunRecord) -> str:
     base = r.training.baseline
     how = {"dense": " trained densely with the same recipe (same seed, optimizer, epochs)",
-           "trained": " (accuracy of the trained model before compression)"}.get(base, "")
+           "trained": " (accuracy of the trained model before compression)",
+           "start": f" as loaded from `{r.training.weights}`, before any training"}.get(base, "")
     return (f"*before*: the original architecture{how}; *after*: the compact model written to `model.pt2`. "
             f"FLOPs by `torch.utils.flop_counter` for one sample; latency is the median wall time of a forward "
             f"pass on this machine's CPU ({r.threads} torch thread(s)), in brackets the 25th–75th percentile of the "
@@ -91,7 +123,9 @@ def _picture(r: RunRecord) -> list[str]:
 def render_report(r: RunRecord) -> str:
     """The whole ``report.md``."""
     sp = r.space
-    out = [*_intro(r), "", summary_table(r.before, r.after), "", _table_notes(r),
+    out = [*_intro(r), "", summary_table(r.before, r.after), "", _table_notes(r), "", target_table(r), "",
+           "*asked*: the budget given to HESSO; *measured*: the compact model against the original "
+           "(FLOPs by `torch.utils.flop_counter`, parameters counted, or the share of units removed).",
            "", "## Exactness", "", _exactness(r),
            "", "## Search space", "",
            f"{sp.groups} groups ({sp.prunable} prunable, {sp.units} units); {sp.units_removed} units removed. "

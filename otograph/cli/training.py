@@ -1,4 +1,5 @@
-"""The training loop of ``otograph prune``: cross-entropy, cosine learning rate, a :class:`History`."""
+"""The training loop of ``otograph prune``: cross-entropy (plus distillation from a frozen teacher with
+``--distill``), cosine learning rate, a :class:`History`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from hesso import Teacher
 from otograph.cli.checks import batch_pair
 from otograph.cli.specs import LoadedData
 from otograph.errors import OtographError
 
-__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer"]
+__all__ = ["History", "TrainingError", "train", "evaluate", "base_optimizer", "batch_loss"]
 
 _BASES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -25,21 +27,30 @@ class TrainingError(OtographError):
 
 @dataclass
 class History:
-    """What the charts need: per-step loss and pruning progress, per-epoch validation accuracy."""
+    """What the charts need: per-step loss and pruning progress, per-epoch validation accuracy.
+
+    ``loss`` is what was minimised: the cross-entropy, plus the distillation term ``distill`` (the
+    scaled KL divergence to the teacher, recorded separately) when there is a teacher.
+    """
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    distill: list[float] = field(default_factory=list)
     group_sparsity: list[float] = field(default_factory=list)
     flops_reduction: list[float] = field(default_factory=list)
+    param_reduction: list[float] = field(default_factory=list)
     eval_step: list[int] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
 
-    def add_step(self, loss: float, metrics: dict[str, Any] | None) -> None:
+    def add_step(self, loss: float, metrics: dict[str, Any] | None, distill: float | None = None) -> None:
         self.step.append(len(self.step) + 1)
         self.loss.append(loss)
+        if distill is not None:
+            self.distill.append(distill)
         if metrics is not None:
             self.group_sparsity.append(metrics["group_sparsity"])
             self.flops_reduction.append(metrics["flops_reduction"])
+            self.param_reduction.append(metrics["param_reduction"])
 
     def add_eval(self, accuracy: float) -> None:
         self.eval_step.append(len(self.step))
@@ -65,9 +76,22 @@ def evaluate(model: nn.Module, loader) -> float:
     return 100.0 * right / max(1, total)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y, where: str) -> float:
+def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               teacher: Teacher | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loss to minimise on one batch and its distillation term: cross-entropy, plus
+    ``T² · KL(teacher ‖ student)`` at the teacher's temperature when a teacher is given."""
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    if teacher is None:
+        return loss, None
+    kd = teacher.loss(logits, teacher(x))  # no targets: the distillation term alone
+    return loss + kd, kd
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y, where: str,
+          teacher: Teacher | None) -> tuple[float, float | None]:
     opt.zero_grad()
-    loss = nn.functional.cross_entropy(model(x), y)
+    loss, kd = batch_loss(model, x, y, teacher)
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingError(f"training diverged: the loss is {value} at {where}",
@@ -75,14 +99,16 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, sched, x, y, where: str)
     loss.backward()
     opt.step()
     sched.step()
-    return value
+    return value, None if kd is None else kd.item()
 
 
 def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs: int, *,
-          desc: str, progress: bool, metrics: Callable[[], dict] | None = None) -> History:
-    """Plain cross-entropy training with a cosine learning rate; records a :class:`History`.
+          desc: str, progress: bool, metrics: Callable[[], dict] | None = None,
+          teacher: Teacher | None = None) -> History:
+    """Cross-entropy training (see :func:`batch_loss`) with a cosine learning rate; records a :class:`History`.
 
-    ``metrics`` (HESSO's) is read after every step for the pruning progress.
+    ``metrics`` (HESSO's) is read after every step for the pruning progress. ``teacher`` (frozen, not
+    in ``opt``) adds the distillation term.
     """
     from tqdm.auto import tqdm
 
@@ -96,9 +122,9 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: LoadedData, epochs
             post: dict[str, str] = {}
             for batch in data.train:
                 x, y = batch_pair(batch, data.spec)
-                loss = _step(model, opt, sched, x, y, f"step {len(hist.step) + 1} of the {desc} run")
+                loss, kd = _step(model, opt, sched, x, y, f"step {len(hist.step) + 1} of the {desc} run", teacher)
                 m = metrics() if metrics is not None else None
-                hist.add_step(loss, m)
+                hist.add_step(loss, m, kd)
                 post = {"loss": f"{loss:.3f}"}
                 if m is not None:
                     post.update(stage=m["stage"], pruned=f"{m['group_sparsity']:.0%}")

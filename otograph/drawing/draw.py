@@ -164,124 +164,140 @@ def _op_label(gm: fx.GraphModule, node: fx.Node) -> str:
 def draw(space, removed: Mapping[str, Iterable[int]] | None = None, depth: int | None = None,
          title: str | None = None, max_items: int = 70) -> graphviz.Digraph:
     """The search space as a ``graphviz.Digraph`` (``removed``: units taken out, ``{group: [unit]}``)."""
-    gm = space.traced.gm
-    root = space.traced.model if space.traced.model is not None else gm
-    groups = {g.id: g for g in space.groups}
-    removed = {k: list(v) for k, v in (removed or {}).items()}
-    ng = node_groups(space)
-    shapes = shapes_after(space, removed)
-    depth = depth or auto_depth(gm, max_items)
-    nodes = _drawn(gm)
-    item = {n: _item(n, depth) for n in nodes}
-    by_module = _groups_by_module(space)
-    colors = group_colors([grp.id for grp in space.groups])
-
-    g = graphviz.Digraph("search_space", graph_attr={
-        "rankdir": "TB", "fontname": _FONT, "fontsize": "12", "ranksep": "0.28", "nodesep": "0.25",
-        "newrank": "true", "labelloc": "t"},
-        node_attr={"fontname": _FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled",
-                   "fillcolor": "white", "height": "0.3", "margin": "0.08,0.03"},
-        edge_attr={"fontname": _FONT, "fontsize": "8", "arrowsize": "0.6", "color": _GREY,
-                   "fontcolor": "#555555"})
-    kept_total = {gid: (grp.num_units - len(removed.get(gid, ())), grp.num_units) for gid, grp in groups.items()}
-    n_removed = sum(len(v) for v in removed.values())
-    head = title or (type(space.traced.model).__name__ if space.traced.model is not None else "model")
-    sub = (f"{len(space.groups)} groups, {len(space.prunable_groups)} prunable; "
-           f"{space.prunable_params / max(1, space.total_params):.0%} of {space.total_params:,} params prunable")
-    if removed:
-        sub += f"; {n_removed} units removed"
-    g.attr(label=f"{head}\n{sub}")
-
-    # ---- boxes and op nodes, inside nested module clusters ---------------------------------
-    members: dict[str, list[fx.Node]] = defaultdict(list)
-    for n in nodes:
-        members[item[n][0]].append(n)
-    entering: dict[str, set[str]] = defaultdict(set)
-    for v in nodes:
-        for u in v.all_input_nodes:
-            if u in item and item[u][0] != item[v][0]:
-                entering[item[v][0]].update(ng.get(u, ()))
-    clusters: dict[tuple[str, ...], graphviz.Digraph] = {}
-
-    def container(prefix: tuple[str, ...]) -> graphviz.Digraph:
-        if not prefix:
-            return g
-        if prefix not in clusters:
-            path = ".".join(prefix)
-            clusters[prefix] = graphviz.Digraph(name=f"cluster_{path}", graph_attr={
-                "label": f"{path} ({_module_type(root, path)})", "style": "rounded,dashed", "color": "#c8c8c8",
-                "fontsize": "9", "fontcolor": "#777777", "labeljust": "l"})
-        return clusters[prefix]
-
-    for key, ns in members.items():
-        first = ns[0]
-        out_groups = ng.get(ns[-1], ())
-        if key.startswith("box:"):
-            path = key[4:]
-            owned = [gid for mod, gids in by_module.items() if mod == path or mod.startswith(path + ".")
-                     for gid in gids]
-            inner = [gid for gid in dict.fromkeys([*(x for n in ns for x in ng.get(n, ())), *owned])
-                     if gid not in entering[key] and gid not in out_groups]
-            head = (f'<b>{html.escape(path)}</b> <font color="#666666">'
-                    f'{html.escape(_module_type(root, path))}, {len(ns)} ops</font>')
-            rows = []
-            for gid in inner[:6]:
-                k, t = kept_total[gid]
-                units = f"{k}/{t}" if k != t else f"{t}"
-                mark = "" if groups[gid].prunable else " (fixed)"
-                name = gid[len(path) + 1:] if gid.startswith(path + ".") else gid
-                rows.append(f'<tr><td align="left"><font color="{colors[gid][0]}">■</font> '
-                            f'{html.escape(name)}: {units}{mark}</td></tr>')
-            if len(inner) > 6:
-                rows.append(f'<tr><td align="left">+{len(inner) - 6} more groups</td></tr>')
-            label = (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1"><tr><td>{head}</td></tr>'
-                     + "".join(rows) + "</table>>")
-            prefix = tuple(path.split("."))[:-1]
-            attrs = {"label": label, "fillcolor": "#f4f4f4", "color": "#666666"}
-        else:
-            label = _op_label(gm, first)
-            prefix = module_path(first)[:-1] if first.op not in ("placeholder", "output") else ()
-            attrs = {"label": label}
-            if first.op in ("placeholder", "output"):
-                attrs.update(shape="ellipse", style="filled", fillcolor="#eeeeee")
-            elif out_groups:
-                attrs["color"], attrs["fillcolor"] = colors[out_groups[0]]
-                if not any(groups[x].prunable for x in out_groups):
-                    attrs["style"] = "rounded,filled,dashed"
-            tip = ", ".join(f"{x}{'' if groups[x].prunable else ' (unprunable: ' + groups[x].reason + ')'}"
-                            for x in out_groups)
-            if tip:
-                attrs["tooltip"] = tip
-        container(prefix).node(key.replace(":", "_"), **attrs)
-
+    scene = _Scene(space, {k: list(v) for k, v in (removed or {}).items()}, depth, max_items)
+    g = scene.canvas(title)
+    clusters = scene.nodes(g)
     for prefix in sorted(clusters, key=len, reverse=True):
-        container(prefix[:-1]).subgraph(clusters[prefix])
-
-    # ---- edges: tensors, coloured by group ---------------------------------------------------
-    seen: set[tuple] = set()
-    for v in nodes:
-        for u in v.all_input_nodes:
-            if u not in item or item[u][0] == item[v][0]:
-                continue
-            gids = ng.get(u, ())
-            key = (item[u][0], item[v][0], gids)
-            if key in seen:
-                continue
-            seen.add(key)
-            attrs = {}
-            if u in shapes:
-                attrs["label"] = " " + _shape_label(*shapes[u])
-            if gids:
-                attrs["color"] = ":".join(colors[x][0] for x in gids[:4])
-                attrs["penwidth"] = "1.8"
-                if not any(groups[x].prunable for x in gids):
-                    attrs["style"] = "dashed"
-                attrs["tooltip"] = "; ".join(
-                    x + ("" if groups[x].prunable else f" (unprunable: {groups[x].reason})") for x in gids)
-            g.edge(item[u][0].replace(":", "_"), item[v][0].replace(":", "_"), **attrs)
-
-    g.subgraph(_legend(space, kept_total, colors))
+        (clusters[prefix[:-1]] if len(prefix) > 1 else g).subgraph(clusters[prefix])
+    scene.edges(g)
+    g.subgraph(_legend(space, scene.kept_total, scene.colors))
     return g
+
+
+class _Scene:
+    """What one drawing needs to know: the drawn nodes, the box or op each belongs to, the groups."""
+
+    def __init__(self, space, removed: dict[str, list[int]], depth: int | None, max_items: int):
+        self.space, self.removed = space, removed
+        self.gm = space.traced.gm
+        self.root = space.traced.model if space.traced.model is not None else self.gm
+        self.groups = {g.id: g for g in space.groups}
+        self.ng = node_groups(space)
+        self.shapes = shapes_after(space, removed)
+        depth = depth or auto_depth(self.gm, max_items)
+        self.drawn = _drawn(self.gm)
+        self.item = {n: _item(n, depth) for n in self.drawn}
+        self.by_module = _groups_by_module(space)
+        self.colors = group_colors([grp.id for grp in space.groups])
+        self.kept_total = {gid: (grp.num_units - len(removed.get(gid, ())), grp.num_units)
+                           for gid, grp in self.groups.items()}
+
+    def canvas(self, title: str | None) -> graphviz.Digraph:
+        space = self.space
+        g = graphviz.Digraph("search_space", graph_attr={
+            "rankdir": "TB", "fontname": _FONT, "fontsize": "12", "ranksep": "0.28", "nodesep": "0.25",
+            "newrank": "true", "labelloc": "t"},
+            node_attr={"fontname": _FONT, "fontsize": "10", "shape": "box", "style": "rounded,filled",
+                       "fillcolor": "white", "height": "0.3", "margin": "0.08,0.03"},
+            edge_attr={"fontname": _FONT, "fontsize": "8", "arrowsize": "0.6", "color": _GREY,
+                       "fontcolor": "#555555"})
+        head = title or (type(space.traced.model).__name__ if space.traced.model is not None else "model")
+        sub = (f"{len(space.groups)} groups, {len(space.prunable_groups)} prunable; "
+               f"{space.prunable_params / max(1, space.total_params):.0%} of {space.total_params:,} params prunable")
+        if self.removed:
+            sub += f"; {sum(len(v) for v in self.removed.values())} units removed"
+        g.attr(label=f"{head}\n{sub}")
+        return g
+
+    def nodes(self, g: graphviz.Digraph) -> dict[tuple[str, ...], graphviz.Digraph]:
+        """Boxes and op nodes, inside nested module clusters (returned, to be nested by the caller)."""
+        members: dict[str, list[fx.Node]] = defaultdict(list)
+        for n in self.drawn:
+            members[self.item[n][0]].append(n)
+        entering: dict[str, set[str]] = defaultdict(set)
+        for v in self.drawn:
+            for u in v.all_input_nodes:
+                if u in self.item and self.item[u][0] != self.item[v][0]:
+                    entering[self.item[v][0]].update(self.ng.get(u, ()))
+        clusters: dict[tuple[str, ...], graphviz.Digraph] = {}
+        for key, ns in members.items():
+            prefix, attrs = (self._box(key[4:], ns, entering[key]) if key.startswith("box:") else self._op(ns))
+            for k in range(1, len(prefix) + 1):  # the cluster and every one around it
+                if prefix[:k] not in clusters:
+                    clusters[prefix[:k]] = self._cluster(".".join(prefix[:k]))
+            (clusters[prefix] if prefix else g).node(key.replace(":", "_"), **attrs)
+        return clusters
+
+    def _cluster(self, path: str) -> graphviz.Digraph:
+        return graphviz.Digraph(name=f"cluster_{path}", graph_attr={
+            "label": f"{path} ({_module_type(self.root, path)})", "style": "rounded,dashed", "color": "#c8c8c8",
+            "fontsize": "9", "fontcolor": "#777777", "labeljust": "l"})
+
+    def _box(self, path: str, ns: list[fx.Node], entering: set[str]) -> tuple[tuple[str, ...], dict]:
+        """A collapsed module: its name, type, op count, and the groups that live inside it."""
+        out_groups = self.ng.get(ns[-1], ())
+        owned = [gid for mod, gids in self.by_module.items() if mod == path or mod.startswith(path + ".")
+                 for gid in gids]
+        inner = [gid for gid in dict.fromkeys([*(x for n in ns for x in self.ng.get(n, ())), *owned])
+                 if gid not in entering and gid not in out_groups]
+        head = (f'<b>{html.escape(path)}</b> <font color="#666666">'
+                f'{html.escape(_module_type(self.root, path))}, {len(ns)} ops</font>')
+        rows = []
+        for gid in inner[:6]:
+            k, t = self.kept_total[gid]
+            units = f"{k}/{t}" if k != t else f"{t}"
+            mark = "" if self.groups[gid].prunable else " (fixed)"
+            name = gid[len(path) + 1:] if gid.startswith(path + ".") else gid
+            rows.append(f'<tr><td align="left"><font color="{self.colors[gid][0]}">■</font> '
+                        f'{html.escape(name)}: {units}{mark}</td></tr>')
+        if len(inner) > 6:
+            rows.append(f'<tr><td align="left">+{len(inner) - 6} more groups</td></tr>')
+        label = (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1"><tr><td>{head}</td></tr>'
+                 + "".join(rows) + "</table>>")
+        return tuple(path.split("."))[:-1], {"label": label, "fillcolor": "#f4f4f4", "color": "#666666"}
+
+    def _op(self, ns: list[fx.Node]) -> tuple[tuple[str, ...], dict]:
+        """One op (or an input/output), coloured by the group of its output."""
+        first, out_groups = ns[0], self.ng.get(ns[-1], ())
+        io = first.op in ("placeholder", "output")
+        attrs = {"label": _op_label(self.gm, first)}
+        if io:
+            attrs.update(shape="ellipse", style="filled", fillcolor="#eeeeee")
+        elif out_groups:
+            attrs["color"], attrs["fillcolor"] = self.colors[out_groups[0]]
+            if not any(self.groups[x].prunable for x in out_groups):
+                attrs["style"] = "rounded,filled,dashed"
+        tip = self._tooltip(out_groups, ", ")
+        if tip:
+            attrs["tooltip"] = tip
+        return (() if io else module_path(first)[:-1]), attrs
+
+    def _tooltip(self, gids, sep: str) -> str:
+        return sep.join(f"{x}{'' if self.groups[x].prunable else ' (unprunable: ' + self.groups[x].reason + ')'}"
+                        for x in gids)
+
+    def edges(self, g: graphviz.Digraph) -> None:
+        """Tensors between drawn items, coloured by group and labelled with their (kept) shape."""
+        seen: set[tuple] = set()
+        for v in self.drawn:
+            for u in v.all_input_nodes:
+                if u not in self.item or self.item[u][0] == self.item[v][0]:
+                    continue
+                gids = self.ng.get(u, ())
+                key = (self.item[u][0], self.item[v][0], gids)
+                if key in seen:
+                    continue
+                seen.add(key)
+                attrs = {}
+                if u in self.shapes:
+                    attrs["label"] = " " + _shape_label(*self.shapes[u])
+                if gids:
+                    attrs["color"] = ":".join(self.colors[x][0] for x in gids[:4])
+                    attrs["penwidth"] = "1.8"
+                    if not any(self.groups[x].prunable for x in gids):
+                        attrs["style"] = "dashed"
+                    attrs["tooltip"] = self._tooltip(gids, "; ")
+                g.edge(self.item[u][0].replace(":", "_"), self.item[v][0].replace(":", "_"), **attrs)
 
 
 def _legend(space, kept_total: dict[str, tuple[int, int]], colors: dict[str, tuple[str, str]]) -> graphviz.Digraph:

@@ -14,6 +14,7 @@ from otograph.analysis.space import SearchSpace
 from otograph.graph.cost import count_params
 from otograph.rewrite import compress, make_plan
 from otograph.rewrite.verify import Verification, verify
+from otograph.tracing.values import unwrap
 
 __all__ = ["random_units", "expected_params", "ExactnessResult", "check_exact", "to_double"]
 
@@ -30,10 +31,11 @@ def random_units(space: SearchSpace, fraction: float, generator: torch.Generator
 
 
 def expected_params(model: torch.nn.Module, space: SearchSpace, units: dict[str, list[int]]) -> int:
-    """Parameter count after removing exactly the member slices of ``units``."""
+    """Parameter count after removing exactly the member slices of ``units`` (of ``model`` seen
+    through a ``DataParallel``/``DDP``/``torch.compile`` wrapper, as the analysis saw it)."""
     plan = make_plan(space, units)
     total = 0
-    for name, p in model.named_parameters():
+    for name, p in unwrap(model).named_parameters():
         n = 1
         for axis, size in enumerate(p.shape):
             keep = plan.params.get((name, axis))

@@ -7,7 +7,9 @@ the same canonical kinds as the fx frontend (``aten.linear`` → ``linear``), so
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from collections.abc import Iterator
 
 import torch
 import torch.fx as fx
@@ -20,13 +22,20 @@ __all__ = ["export_graph"]
 def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict) -> fx.GraphModule:
     """``torch.export.export(strict=False)`` unlifted to a ``GraphModule`` without input guards."""
     try:
-        ep = torch.export.export(model, args, kwargs, strict=False)
+        with _custom_backwards() as seen:
+            ep = torch.export.export(model, args, kwargs, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
         first = str(e).splitlines()[0] if str(e) else ""
         raise TraceError(f"torch.export could not export {type(model).__name__}: {type(e).__name__}: {first}",
                          op=type(model).__name__,
                          hint="check the example inputs match forward(); for Hugging Face models pass "
                               "use_cache=False") from e
+    if seen:
+        names = ", ".join(sorted(seen))
+        raise TraceError(f"torch.export inlines the forward of the custom autograd function {names}: the "
+                         f"compact model would compute other gradients than {names}.backward", op=names,
+                         hint="use the fx frontend (frontend='fx'), which keeps each such function as one "
+                              "call with its own backward")
     gm = ep.module()
     for node in list(gm.graph.nodes):  # input guards of the unlifted module: not part of the model
         if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
@@ -37,6 +46,26 @@ def export_graph(model: torch.nn.Module, args: tuple, kwargs: dict) -> fx.GraphM
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+@contextlib.contextmanager
+def _custom_backwards() -> Iterator[set[str]]:
+    """The names of the user-defined ``autograd.Function`` classes (with their own ``backward``)
+    applied while the block runs."""
+    function = torch.autograd.function.Function
+    orig_apply = function.__dict__["apply"]
+    seen: set[str] = set()
+
+    def apply(cls, *args, **kwargs):
+        if cls.backward is not function.backward and not cls.__module__.startswith("torch."):
+            seen.add(cls.__qualname__)
+        return orig_apply.__get__(None, cls)(*args, **kwargs)
+
+    function.apply = classmethod(apply)
+    try:
+        yield seen
+    finally:
+        function.apply = orig_apply
 
 
 def _inline_grad_mode_regions(gm: fx.GraphModule) -> None:

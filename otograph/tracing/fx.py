@@ -18,6 +18,11 @@ __all__ = ["fx_graph", "autograd_call"]
 
 
 class _Tracer(fx.Tracer):
+    # Buffers are graph values like parameters: otherwise fx runs ops on them eagerly at trace time
+    # and bakes the results in as constants (stale once the buffer changes, and an in-place update
+    # of the buffer in forward is lost).
+    proxy_buffer_attributes = True
+
     def __init__(self, leaf_modules: Iterable, autowrap: Iterable[Callable]):
         super().__init__(autowrap_functions=tuple(f for f in autowrap if callable(f)))
         self._leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
@@ -82,7 +87,7 @@ def _recording_effects(tracer: fx.Tracer):
         leaves = tree_flatten((args, kwargs))[0]
         if any(isinstance(a, fx.Proxy) for a in leaves):
             return tracer.create_proxy("call_function", autograd_call(cls), args, kwargs)
-        return orig_apply.__func__(cls, *args, **kwargs)
+        return orig_apply.__get__(None, cls)(*args, **kwargs)
 
     stack: list[fx.Node] = []
     busy = [False]  # inside one of our switches: nested grad-mode calls are its implementation
@@ -131,13 +136,34 @@ def _recording_effects(tracer: fx.Tracer):
             setattr(cls, name, orig)
 
 
+@contextlib.contextmanager
+def _recording_buffer_updates(tracer: fx.Tracer):
+    """While tracing: ``self.count += 1`` on a buffer (a rebinding to a traced value) is recorded as an
+    in-place copy into the buffer, as ``torch.export`` records it, so the compact model keeps it."""
+    module_setattr = torch.nn.Module.__setattr__
+
+    def setattr_(self, name, value):
+        if isinstance(value, fx.Proxy) and name in self.__dict__.get("_buffers", {}):
+            prefix = tracer.path_of_module(self) if self is not tracer.root else ""
+            buffer = tracer.create_proxy("get_attr", f"{prefix}.{name}" if prefix else name, (), {})
+            tracer.create_proxy("call_method", "copy_", (buffer, value), {})
+            return
+        module_setattr(self, name, value)
+
+    torch.nn.Module.__setattr__ = setattr_
+    try:
+        yield
+    finally:
+        torch.nn.Module.__setattr__ = module_setattr
+
+
 def fx_graph(model: torch.nn.Module, args: tuple, kwargs: dict, *, leaf_modules: Iterable = (),
              autowrap: Iterable[Callable] = ()) -> fx.GraphModule:
     """Symbolically trace ``model`` (in its current mode); the module path is named on failure."""
     tracer = _Tracer(leaf_modules, autowrap)
     concrete = _concrete_args(model, args, kwargs)
     try:
-        with _recording_effects(tracer):
+        with _recording_effects(tracer), _recording_buffer_updates(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as e:  # noqa: BLE001 - re-raised with the module and the fix
         where = tracer.failed_module or "<root>"

@@ -30,6 +30,19 @@ def test_default_run_halves_flops_within_accuracy(pruned_run):
     assert run["training"]["hesso"]["stage"] == "done"
 
 
+def test_default_run_reports_asked_and_measured_flops(pruned_run):
+    run = json.loads((pruned_run / "run.json").read_text())
+    b, a, t = run["before"], run["after"], run["training"]
+    measured = 1 - a["flops"] / b["flops"]
+    assert t["target"] == {"kind": "flops", "fraction": 0.5} and 0.5 <= measured <= 0.51
+    m, batch = t["hesso"], run["model"]["input_shape"][0]  # HESSO counts the example batch, measure one sample
+    assert (m["target_kind"], m["target_asked"]) == ("flops", 0.5)
+    assert m["flops_removed"] == batch * (b["flops"] - a["flops"]) and m["params_removed"] == b["params"] - a["params"]
+    assert m["target_measured"] == m["flops_reduction"] == run["history"]["hesso"]["flops_reduction"][-1]
+    report = (pruned_run / "report.md").read_text()
+    assert f"| target | asked | measured |\n|---|---:|---:|\n| FLOPs reduction | 50.0% | {measured:.1%} |" in report
+
+
 def test_default_run_writes_every_artefact(pruned_run):
     assert sorted(p.name for p in pruned_run.iterdir()) == sorted(ARTEFACTS)
     assert not [p for p in pruned_run.parent.iterdir() if p.name.startswith(".")]  # no staging left over

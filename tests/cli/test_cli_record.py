@@ -21,7 +21,7 @@ def test_run_json_round_trips(pruned_run):
     assert again == run
     assert isinstance(run.before, Measurement) and isinstance(run.history.hesso, History)
     assert isinstance(run.groups[0], GroupOutcome) and isinstance(run.training.pruning, Schedule)
-    assert run.training.target == Target("flops", 0.65) == run.options.target
+    assert run.training.target == Target("flops", 0.5) == run.options.target
     assert run.options.input_shape is None and run.options.leaf_modules == ()
     assert run.model.class_name == "SmallResNet" and json.loads(text)["model"]["class"] == "SmallResNet"
 
@@ -39,6 +39,21 @@ def test_records_written_before_target_still_read(pruned_run):
     del data["options"]["target"]
     run = RunRecord.from_json(json.dumps(data))
     assert run.training.target == Target("units", 0.3) == run.options.target
+
+
+def test_records_written_before_weights_and_distillation_still_read(pruned_run):
+    from otograph.cli.report_md import render_report
+
+    data = json.loads((pruned_run / "run.json").read_text())
+    for key in ("finetune_epochs", "round_to", "distill", "weights"):
+        del data["training"][key], data["options"][key]
+    for key in ("distill", "param_reduction"):
+        del data["history"]["hesso"][key]
+    run = RunRecord.from_json(json.dumps(data))
+    t = run.training
+    assert (t.finetune_epochs, t.round_to, t.distill, t.weights) == (0, 1, None, None)
+    assert run.history.hesso.distill == [] and run.history.hesso.param_reduction == []
+    assert render_report(run) == render_report(RunRecord.load(pruned_run))
 
 
 def test_load_refuses_a_folder_without_a_record(tmp_path):

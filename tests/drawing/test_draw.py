@@ -71,6 +71,12 @@ def test_resnet50_collapses_to_a_readable_depth():
     assert "cluster_layer3" in collapsed and "layer3.4" in collapsed
     # the blocks' inner groups are listed inside their box
     assert re.search(r"box_layer1\.0.*conv1: 64.*conv2: 64", collapsed, re.S)
+    # every edge's two ends are drawn: a cluster whose parent holds no node of its own (layer1 around
+    # layer1.0 at depth 3) is still nested into the picture, not dropped with its ops
+    declared = set(re.findall(r"^\s+\"?([\w.]+)\"? \[", full, re.M))
+    ends = {e for pair in re.findall(r"^\s+\"?([\w.]+)\"? -> \"?([\w.]+)\"?", full, re.M) for e in pair}
+    assert ends and ends <= declared, sorted(ends - declared)[:5]
+    assert "cluster_layer1.0" in full and "op_layer1_0_conv1" in full
 
 
 def test_render_svg_and_png(small_space, tmp_path):

@@ -241,6 +241,8 @@ def test_cost_budgets_reach_target(kind):
     m = opt.metrics()
     key = "flops_reduction" if kind == "flops" else "param_reduction"
     assert m[key] >= 0.3
+    assert (m["target_kind"], m["target_asked"], m["target_measured"]) == (kind, 0.3, m[key])
+    assert f"target: 30.0% {kind} reduction asked, {m[key]:.1%} reached" in opt.summary()
     cost = opt.layout.unit_flops if kind == "flops" else opt.layout.unit_params
     assert m[key] - float(cost.max()) / (space.total_flops if kind == "flops" else space.total_params) < 0.3
     assert space.zero_units(model) == opt.pruned_units
@@ -267,9 +269,16 @@ def test_metrics_and_summary():
     train(model, opt, batches(5))
     m = opt.metrics()
     assert (m["stage"], m["units_pruned"], m["group_sparsity"]) == ("done", 8, 0.5)
+    assert (m["target_kind"], m["target_asked"], m["target_measured"]) == ("units", 0.5, 0.5)
     assert m["flops_removed"] == float(opt.layout.unit_flops[opt._status == 2].sum())
     s = opt.summary()
     assert "8/16 pruned (50.0%)" in s and "FLOPs removed" in s
+
+
+def test_metrics_without_target():
+    model = MLP()
+    m = HESSO(model, mlp_space(model), variant="sgd", lr=0.05).metrics()
+    assert (m["stage"], m["target_kind"], m["target_asked"], m["target_measured"]) == ("off", None, None, None)
 
 
 def test_grad_free_members_are_not_masked_and_still_held():

@@ -72,3 +72,15 @@ def test_an_export_compact_model_refuses_training_mode():
         nn.Sequential(compact).train()  # also as a child module
     fx_compact = otograph.compress(net, otograph.search_space(net.eval(), x), {"0": [0]})
     assert fx_compact.train().training  # the fx compact model trains like the original
+
+
+def test_export_refuses_a_custom_autograd_function_it_would_inline():
+    """torch.export traces through ``RoundSTE.forward``: its compact model would take round's zero
+    gradient instead of the straight-through one, so the export frontend refuses and names the fix."""
+    with pytest.raises(otograph.TraceError, match="RoundSTE") as e:
+        otograph.search_space(Net().double(), torch.randn(2, 3, 8, 8, dtype=torch.float64), frontend="export")
+    assert "frontend='fx'" in e.value.hint
+    apply = torch.autograd.function.Function.__dict__["apply"]
+    with pytest.raises(otograph.TraceError):
+        otograph.search_space(Net(), torch.randn(2, 3, 8, 8), frontend="export")
+    assert torch.autograd.function.Function.__dict__["apply"] is apply  # restored after the refusal

@@ -50,17 +50,31 @@ def _rewrite_cat(edit) -> None:
     edit.align_operands(list(edit.arg("tensors")), skip_axis=edit.arg("dim", "axis", default=0) % len(edit.shape()))
 
 
+def _operands(call) -> list | None:
+    """The tensors joined, or ``None`` (after making the call opaque) when they arrive as one value
+    computed by another op, e.g. ``torch.stack(x.unbind(1))``: its pieces are not separate operands."""
+    xs = call.arg("tensors")
+    if isinstance(xs, (list, tuple)):
+        return list(xs)
+    call.opaque(f"{call.target_name} of a sequence computed by another op (write the tensors out as a list)")
+    return None
+
+
 @composition("cat", [torch.cat, torch.concat, torch.concatenate, aten.cat], rewrite=_rewrite_cat,
              accepts_params=True)
 def _cat(call):
-    xs = list(call.arg("tensors"))
+    xs = _operands(call)
+    if xs is None:
+        return
     axis = norm_axis(call.arg("dim", "axis", default=0), len(call.out_shape))
     call.set_out(_cat_slot(call, xs, axis))
 
 
 @composition("stack", [torch.stack, aten.stack])
 def _stack(call):
-    xs = list(call.arg("tensors"))
+    xs = _operands(call)
+    if xs is None:
+        return
     nd = len(call.out_shape)
     axis = norm_axis(call.arg("dim", default=0), nd)
     # stack == unsqueeze each input, then concatenate along the new axis (never a channel axis)

@@ -76,6 +76,14 @@ def _grouped(call, s: Slot, weight, cin: int, cout: int, groups: int, transposed
     return out_ids
 
 
+def _pin_unowned(call, w_in: np.ndarray, where: np.ndarray | None) -> None:
+    """Input columns reading positions no unit owns (a model input, say) keep their width: they matter
+    where the weight is also used elsewhere (a layer applied twice) and would otherwise shrink with it."""
+    cols = w_in if where is None else w_in[np.asarray(where).reshape(-1)]
+    if cols.size:
+        call.pin(cols, f"{call.name} reads input channels no unit owns")
+
+
 def _conv_like(call, x, weight, bias: _Bias | None, groups: int, transposed: bool):
     s = call.slot(x)
     in_shape, out_shape = call.shape(x), call.out_shape
@@ -87,8 +95,12 @@ def _conv_like(call, x, weight, bias: _Bias | None, groups: int, transposed: boo
         out_ids = call.param_ids(weight, 1 if transposed else 0, PRODUCER)
         w_in = call.param_ids(weight, 0 if transposed else 1, CONSUMER)
         if s.ids is not None:
-            call.union(w_in[:, None], _chan(s.ids, 1, cin))
+            chan = _chan(s.ids, 1, cin)
+            call.union(w_in[:, None], chan)
             call.require_zero(s.ids, s.zero, "the input channels of")
+            _pin_unowned(call, w_in, (chan < 0).any(axis=1))
+        else:
+            _pin_unowned(call, w_in, None)
     else:
         out_ids = _grouped(call, s, weight, cin, cout, groups, transposed)
     zero = True if bias is None else bias.join(call, out_ids)
@@ -183,8 +195,12 @@ def _linear(call):
         s = Slot()
     w_in = call.param_ids(weight, 1, CONSUMER)
     if s.ids is not None:
-        call.union(w_in, axis_ids(s.ids, last, shp[last]))
+        feat = axis_ids(s.ids, last, shp[last])
+        call.union(w_in, feat)
         call.require_zero(s.ids, s.zero, "the input features of")
+        _pin_unowned(call, w_in, feat < 0)
+    else:
+        _pin_unowned(call, w_in, None)
     out_ids = call.param_ids(weight, 0, PRODUCER)
     zero = True if bias is None else bias.join(call, out_ids)
     out_shape = call.out_shape

@@ -74,9 +74,14 @@ class Outcome:
     prunable: int = 0
     removed: int = 0  # units removed by the exactness check
     seconds: float = 0.0
+    refused: str = ""  # a documented refusal (see REFUSALS): a clear error, not a failure
 
     def fail(self, check: str, message: str) -> None:
         self.failures.append(Failure(check, self.frontend, message))
+
+
+#: Errors the library raises on purpose for a model it cannot serve exactly (fragments of the message).
+REFUSALS = ("inlines the forward of the custom autograd function",)
 
 
 def _where(e: BaseException) -> str:
@@ -279,7 +284,10 @@ def _check(res: Outcome, build, inputs, frontend, seed, fraction, traps, dtype_a
         try:
             space = search_space(subject, sub_example, frontend=frontend)
         except TraceError as e:
-            res.fail("trace", _where(e))
+            if any(r in str(e) for r in REFUSALS):
+                res.refused = _where(e)
+            else:
+                res.fail("trace", _where(e))
         except Exception as e:  # noqa: BLE001 - any other error is an analysis crash
             res.fail("analysis", _where(e))
     for message in dict.fromkeys(rule_failures.messages):
