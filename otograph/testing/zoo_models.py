@@ -1,0 +1,253 @@
+"""The models of the zoo (:mod:`otograph.testing.zoo`), small and random-init, one builder per row.
+
+A section maker returns ``(name, build, check)`` triples; ``build()`` makes a :class:`Case` (model in
+eval mode, an example input, a fresh input, the frontend). Every package is imported when a model
+is built, so a section whose package is missing lists its rows and fails each with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["Case", "torchvision_classification", "torchvision_segmentation", "torchvision_video",
+           "torchvision_detection", "timm_families", "transformers_families", "yolo", "TIMM_FAMILIES", "HF_FAMILIES"]
+
+Rows = list[tuple[str, Callable[[], "Case"], str]]
+
+
+@dataclass
+class Case:
+    model: torch.nn.Module
+    example: Any
+    fresh: Any
+    frontend: str = "fx"
+    regions: tuple[str, ...] = field(default=())  # detection: the submodules pruned inside the model
+
+
+def _images(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+
+
+# ---- torchvision ------------------------------------------------------------------------------------
+#: input resolution per classification family (small where the model allows it)
+TV_SIZES = {"inception_v3": 96, "googlenet": 64, "swin": 64, "maxvit": 224, "vit_h_14": 56}
+#: the largest models run last (float64 copies of them take several GB)
+TV_LAST = ["vit_l_16", "vit_l_32", "regnet_x_32gf", "regnet_y_32gf", "vit_h_14", "regnet_y_128gf"]
+
+
+def _tv_size(name: str) -> int:
+    return next((s for key, s in TV_SIZES.items() if name.startswith(key)), 64)
+
+
+def _tv_classifier(name: str) -> Case:
+    import torchvision
+
+    s = _tv_size(name)
+    kw: dict[str, Any] = {}
+    if name.startswith("vit"):
+        kw = {"image_size": s}
+    elif name in ("inception_v3", "googlenet"):
+        kw = {"aux_logits": False, "init_weights": False}
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, **kw).eval()
+    return Case(model, *_images((1, 3, s, s)), frontend="auto")
+
+
+def torchvision_classification() -> Rows:
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    names = [n for n in names if n not in TV_LAST] + [n for n in TV_LAST if n in names]
+    return [(n, lambda n=n: _tv_classifier(n), "exact") for n in names]
+
+
+def _tv_segmentation(name: str) -> Case:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, aux_loss=True).eval()
+    return Case(model, *_images((1, 3, 64, 64)), frontend="auto")
+
+
+def torchvision_segmentation() -> Rows:
+    import torchvision
+
+    return [(n, lambda n=n: _tv_segmentation(n), "exact")
+            for n in torchvision.models.list_models(module=torchvision.models.segmentation)]
+
+
+def _tv_video(name: str) -> Case:
+    import torchvision
+
+    kw = {"spatial_size": (64, 64), "temporal_size": 8} if name.startswith("mvit") else {}
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, **kw).eval()
+    return Case(model, *_images((1, 3, 8, 64, 64)), frontend="auto")
+
+
+def torchvision_video() -> Rows:
+    import torchvision
+
+    return [(n, lambda n=n: _tv_video(n), "exact")
+            for n in torchvision.models.list_models(module=torchvision.models.video)]
+
+
+#: the traceable regions of each detector family (analysed, compressed and put back in place)
+DETECTION_REGIONS = {
+    "fasterrcnn": ("backbone", "rpn.head", "roi_heads.box_head"),
+    "maskrcnn": ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.mask_head"),
+    "keypointrcnn": ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.keypoint_head"),
+    "retinanet": ("backbone", "head"),
+    "fcos": ("backbone", "head"),
+    "ssd": ("backbone", "head"),
+}
+
+
+def _tv_detector(name: str) -> Case:
+    import torchvision
+
+    s = 128
+    kw: dict[str, Any] = {"min_size": s, "max_size": s}
+    if name.startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")):
+        kw |= {"box_score_thresh": 0.0, "box_detections_per_img": 20, "rpn_pre_nms_top_n_test": 50,
+               "rpn_post_nms_top_n_test": 20}
+    elif name.startswith(("retinanet", "fcos")):
+        kw |= {"score_thresh": 0.0, "detections_per_img": 20, "topk_candidates": 50}
+    else:  # ssd: fixed input size
+        kw = {"score_thresh": 0.0, "detections_per_img": 20, "topk_candidates": 50}
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kw).eval()
+    g = torch.Generator().manual_seed(0)
+    example = [torch.rand(3, s, s, generator=g)]
+    fresh = [[torch.rand(3, s, s, generator=g)], [torch.rand(3, s - 16, s, generator=g)]]  # batches
+    regions = next(r for k, r in DETECTION_REGIONS.items() if name.startswith(k))
+    return Case(model, example, fresh, frontend="auto", regions=regions)
+
+
+def torchvision_detection() -> Rows:
+    import torchvision
+
+    return [(n, lambda n=n: _tv_detector(n), "detection")
+            for n in torchvision.models.list_models(module=torchvision.models.detection)]
+
+
+# ---- timm -----------------------------------------------------------------------------------------
+#: one model per timm family (``timm.list_modules()``): the one with the fewest parameters
+TIMM_FAMILIES: dict[str, str] = {}  # filled below from the sweep of every model's parameter count
+
+
+def _timm(name: str) -> Case:
+    import timm
+
+    torch.manual_seed(0)
+    for kw, s in (({"img_size": 64}, 64), ({}, 64), ({}, None)):
+        try:
+            model = timm.create_model(name, pretrained=False, **kw).eval()
+            if s is None:
+                s = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+            x = _images((1, 3, s, s))
+            with torch.no_grad():
+                model(x[0])
+            return Case(model, *x, frontend="auto")
+        except Exception:  # noqa: BLE001, S112 - try the next size
+            continue
+    raise RuntimeError(f"{name} runs at no size tried (64 with img_size, 64, its default)")
+
+
+def timm_families() -> Rows:
+    import timm
+
+    rows = []
+    for module in sorted(timm.list_modules()):
+        name = TIMM_FAMILIES.get(module)
+        if name is None:
+            names = timm.list_models(module=module)
+            name = names[0] if names else None
+        if name:
+            rows.append((module, lambda n=name: _timm(n), "exact"))
+    return rows
+
+
+# ---- Hugging Face transformers -------------------------------------------------------------------
+_SMALL = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=64, head_dim=8, d_model=32, d_ff=48, d_kv=8,
+              num_layers=2, num_heads=4, image_size=32, patch_size=8, embed_dim=16, hidden_sizes=[8, 16],
+              depths=[1, 1], pad_token_id=0, rotary_dim=4, encoder_layers=2, decoder_layers=2,
+              encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48,
+              num_experts=4, num_local_experts=4, moe_intermediate_size=16, num_experts_per_tok=2,
+              shared_expert_intermediate_size=16)
+#: model type → overrides of the small config (text families take token ids, vision ones pixels)
+HF_FAMILIES: dict[str, dict] = {
+    "gpt2": {}, "llama": {}, "mistral": {}, "qwen2": {}, "qwen3": {}, "gemma": {}, "gemma2": {}, "gemma3_text": {},
+    "phi": {}, "phi3": {}, "falcon": {}, "opt": {"word_embed_proj_dim": 32}, "gpt_neox": {}, "gptj": {},
+    "codegen": {}, "bloom": {}, "olmo": {}, "olmo2": {}, "stablelm": {}, "starcoder2": {}, "granite": {},
+    "cohere": {}, "helium": {}, "nemotron": {}, "persimmon": {}, "biogpt": {}, "gpt_bigcode": {},
+    "bert": {}, "roberta": {}, "xlm-roberta": {}, "distilbert": {"dim": 32, "hidden_dim": 48, "n_layers": 2,
+                                                                   "n_heads": 4},
+    "albert": {"embedding_size": 16}, "electra": {"embedding_size": 16}, "deberta-v2": {}, "mpnet": {},
+    "ernie": {}, "t5": {}, "bart": {}, "mixtral": {}, "qwen3_moe": {}, "qwen2_moe": {},
+    "vit": {}, "deit": {}, "dinov2": {}, "beit": {}, "convnext": {}, "convnextv2": {}, "resnet": {},
+    "regnet": {}, "segformer": {}, "swin": {"depths": [1, 1], "num_heads": [2, 4], "window_size": 2},
+}
+HF_VISION = {"vit", "deit", "dinov2", "beit", "convnext", "convnextv2", "resnet", "regnet", "segformer", "swin"}
+
+
+def _hf_config(model_type: str):
+    import transformers as T
+
+    cfg = T.AutoConfig.for_model(model_type)
+    for k, v in {**_SMALL, **HF_FAMILIES[model_type]}.items():
+        if hasattr(cfg, k):
+            try:
+                setattr(cfg, k, v)
+            except (AttributeError, ValueError, TypeError):
+                pass
+    return cfg
+
+
+def _hf(model_type: str) -> Case:
+    import transformers as T
+
+    cfg = _hf_config(model_type)
+    torch.manual_seed(0)
+    model = T.AutoModel.from_config(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+
+    def batch():
+        if model_type in HF_VISION:
+            return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
+        x = {"input_ids": torch.randint(1, 61, (2, 7), generator=g)}
+        if getattr(cfg, "is_encoder_decoder", False):
+            x["decoder_input_ids"] = torch.randint(1, 61, (2, 5), generator=g)
+        if getattr(cfg, "use_cache", False):
+            x["use_cache"] = False
+        return x
+
+    return Case(model, batch(), batch(), frontend="export")
+
+
+def transformers_families() -> Rows:
+    return [(t, lambda t=t: _hf(t), "exact") for t in HF_FAMILIES]
+
+
+# ---- Ultralytics YOLO -----------------------------------------------------------------------------
+YOLO_CONFIGS = {"yolov8n": "yolov8n.yaml", "yolo11n": "yolo11n.yaml"}
+
+
+def _yolo(name: str) -> Case:
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    model = DetectionModel(YOLO_CONFIGS[name], verbose=False).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(1, 3, 64, 64, generator=g) for _ in range(2))
+    return Case(model, x, y, frontend="export")  # the whole model, decoded boxes and class scores included
+
+
+def yolo() -> Rows:
+    return [(n, lambda n=n: _yolo(n), "exact") for n in YOLO_CONFIGS]
