@@ -10,6 +10,7 @@ so those tensors keep their width and the code around the region sees the tensor
     >>> small = compress_regions(model, spaces)            # units exactly zero in model
     >>> small(images)                                      # the same detections as model(images)
 
+Group ids and member names are the region's own (relative to its module path).
 A region traced by the export frontend is fixed to the shapes it saw (batch size, image size after
 the detector's resizing); one traced by fx is not.
 """
