@@ -357,6 +357,20 @@ class OrderedDictOutput(nn.Module):
         return OrderedDict([("out", self.head(y)), ("0", self.aux(y))])
 
 
+class TokenRepeat(nn.Module):
+    """MoE routing in miniature: every token repeated once per chosen expert (``repeat_interleave``
+    along tokens), weighted, and summed back; the hidden neurons stay prunable."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = nn.Linear(6, 8), nn.Linear(8, 6)
+
+    def forward(self, x):
+        h = torch.relu(self.up(x)).repeat_interleave(2, dim=0)
+        w = torch.softmax(x.sum(-1), 0).repeat_interleave(2).unsqueeze(-1)
+        return (self.down(h) * w).view(x.shape[0], 2, 6).sum(1)
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -524,6 +538,7 @@ TRICKY = {
     "param_matmul": (ParamMatmul, lambda: torch.randn(2, 3, 6)),
     "ordered_dict_output": (OrderedDictOutput, img()),
     "spatial_gating": (SpatialGating, lambda: torch.randn(2, 5, 6)),
+    "token_repeat": (TokenRepeat, lambda: torch.randn(4, 6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain

@@ -100,14 +100,11 @@ def _fill(row: Row, model, space, secs: float) -> None:
 
 
 def _run_exact(row: Row, case: Case) -> None:
-    from otograph.analysis import search_space
     from otograph.testing.exact import check_exact
 
     t0 = time.perf_counter()
-    space = search_space(case.model, case.example, frontend=case.frontend)
-    secs = time.perf_counter() - t0
-    _fill(row, case.model, space, secs)
-    res = check_exact(case.model, case.example, case.fresh, space=space)  # on a float64 copy, by names
+    res = check_exact(case.model, case.example, case.fresh, frontend=case.frontend)  # traces a float64 copy
+    _fill(row, case.model, res.space, time.perf_counter() - t0)
     row.max_abs = res.verification.max_abs
     if not res.ok:
         row.status, row.reason = "NOT EXACT", f"{res.verification}"[:200]
@@ -160,7 +157,7 @@ def run(entry: Entry, *, verbose: bool = False) -> Row:
 def table(rows: list[Row], targets: dict[str, float] | None = None) -> str:
     """A markdown table of rows."""
     head = ("| model | frontend | status | groups | prunable | params in prunable groups | removed at 50 % | "
-            "trace+analysis s | max abs diff (fp64) | reason |\n|---|---|---|---|---|---|---|---|---|---|")
+            "check s | max abs diff (fp64) | reason |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         mx = "" if r.max_abs is None else f"{r.max_abs:.1e}"

@@ -214,6 +214,8 @@ def _hf(model_type: str) -> Case:
     import transformers as T
 
     cfg = _hf_config(model_type)
+    if hasattr(cfg, "_experts_implementation"):  # MoE: the batched experts (no data-dependent loop, any dtype)
+        cfg._experts_implementation = "batched_mm"
     torch.manual_seed(0)
     model = T.AutoModel.from_config(cfg).eval()
     g = torch.Generator().manual_seed(0)

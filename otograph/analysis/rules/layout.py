@@ -331,6 +331,23 @@ def _roll(call):
         call.set_out(Slot(s.ids, s.zero))
 
 
+@layout("repeat_interleave", [torch.repeat_interleave, "method:repeat_interleave", aten.repeat_interleave])
+def _repeat_interleave(call):
+    """``x.repeat_interleave(k, dim)`` (MoE routing repeats each token once per chosen expert): every
+    position is repeated ``k`` times along ``dim``; the other axes pass through."""
+    x, repeats, dim = call.arg("input"), call.arg("repeats"), call.arg("dim")
+    s = call.slot(x) if isinstance(x, torch.fx.Node) else Slot()
+    if s.ids is None:
+        call.set_out(Slot())
+        return
+    nd = len(call.shape(x))
+    if dim is None or not isinstance(repeats, int) or s.ids.shape[norm_axis(dim, nd)] > 1:
+        call.pin(s.ids, f"is repeated along a channel axis (or flattened) by {call.name}")
+        call.set_out(Slot())
+        return
+    call.set_out(Slot(s.ids, s.zero))
+
+
 def _rewrite_slice(edit) -> None:
     x, dim = edit.arg("input"), edit.arg("dim", default=0)
     shape = edit.shape(x)
