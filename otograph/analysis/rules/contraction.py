@@ -118,6 +118,28 @@ def _times_param(call, a, sa: Slot, sb: Slot) -> Slot:
     return Slot(n_ids.reshape(shape).copy(), np.full(shape, sb.pzero))
 
 
+def _stacked_times(call, b, sa: Slot, sb: Slot) -> Slot:
+    """``W[idx] @ x`` with ``W[idx]`` one weight matrix per row, picked from a stacked parameter
+    (MoE experts through ``torch.bmm``): ``W``'s rows own the result's rows (zero once the unit is),
+    its columns join ``x``'s rows, which must be zero to go."""
+    shp = call.shape(b)
+    k_axis = len(shp) - 2
+    r_ids, k_ids = sa.pax[-2], sa.pax[-1]
+    if sb.ids is not None and any(n > 1 for i, n in enumerate(sb.ids.shape) if i != k_axis):
+        call.pin(sb.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        sb = Slot()
+    if sb.ids is not None:
+        call.union(k_ids, axis_ids(sb.ids, k_axis, shp[k_axis]))
+        call.require_zero(sb.ids, sb.zero, "the input features of")
+    w = _param_behind(call, call.arg("input"))
+    if w is not None:
+        call.flop_axes((w, w.ndim - 2), (w, w.ndim - 1))
+    out_shape = call.out_shape
+    shape = [1] * len(out_shape)
+    shape[-2] = out_shape[-2]
+    return Slot(r_ids.reshape(shape).copy(), np.full(shape, sa.pzero))
+
+
 @contraction("matmul", [torch.matmul, operator.matmul, torch.bmm, "method:matmul", "method:bmm",
                         "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul,
              accepts_params=True)
@@ -126,6 +148,10 @@ def _matmul(call):
     sa, sb = call.slot(a), call.slot(b)
     if sa.pax is None and sb.pax is not None and len(sb.pax) == 2 and all(p is not None for p in sb.pax):
         call.set_out(_times_param(call, a, sa, sb))
+        return
+    if (sb.pax is None and sa.pax is not None and len(sa.pax) == 3 == len(call.shape(b)) and sa.pax[0] is None
+            and all(p is not None for p in sa.pax[1:])):
+        call.set_out(_stacked_times(call, b, sa, sb))
         return
     for s in (sa, sb):  # any other use of a parameter operand: it stays whole
         if s.pax is not None:

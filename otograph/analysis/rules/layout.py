@@ -226,11 +226,23 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
     return sliced(s, t)
 
 
-@layout("index", [aten.index])
+@layout("index", [aten.index], accepts_params=True)
 def _index(call):
-    """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``."""
+    """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``. A stack of weight
+    matrices indexed along its first axis (``experts.gate_up_proj[expert_ids]``, MoE) is that
+    parameter seen directly, one matrix per index."""
     x = call.arg("input")
     s, shape = call.slot(x), call.shape(x)
+    if s.pax is not None:
+        indices = list(call.arg("indices"))
+        info = indices[0].meta.get(META) if len(indices) == 1 and isinstance(indices[0], torch.fx.Node) else None
+        if isinstance(info, TensorInfo) and info.dtype != torch.bool and len(shape) == 3:
+            lead = (None,) * len(info.shape)
+            call.set_out(Slot(pax=lead + tuple(s.pax[1:]), pnames=s.pnames, pzero=s.pzero))
+            return
+        call.pin_slot(s, f"parameter {s.pnames[0] if s.pnames else ''} is indexed by {call.name}")
+        call.set_out(Slot())
+        return
     if s.ids is None:
         call.set_out(Slot())
         return
