@@ -371,6 +371,25 @@ class TokenRepeat(nn.Module):
         return (self.down(h) * w).view(x.shape[0], 2, 6).sum(1)
 
 
+class StackedExperts(nn.Module):
+    """A mixture of experts whose weights are stacked parameters picked per token by the router
+    (transformers' ``batched_mm`` experts): every expert's neuron ``i`` (gate and up rows, down column)
+    is one unit; the hidden size stays whole (the residual)."""
+
+    def __init__(self):
+        super().__init__()
+        self.router = nn.Linear(6, 3)
+        self.gate_up = nn.Parameter(torch.randn(3, 8, 6) * 0.4)
+        self.down = nn.Parameter(torch.randn(3, 6, 4) * 0.4)
+
+    def forward(self, x):
+        weight, idx = torch.softmax(self.router(x), -1).max(-1)
+        h = torch.bmm(self.gate_up[idx], x.unsqueeze(-1)).squeeze(-1)
+        gate, up = h.chunk(2, dim=-1)
+        h = F.silu(gate) * up
+        return x + torch.bmm(self.down[idx], h.unsqueeze(-1)).squeeze(-1) * weight.unsqueeze(-1)
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -539,6 +558,7 @@ TRICKY = {
     "ordered_dict_output": (OrderedDictOutput, img()),
     "spatial_gating": (SpatialGating, lambda: torch.randn(2, 5, 6)),
     "token_repeat": (TokenRepeat, lambda: torch.randn(4, 6)),
+    "stacked_experts": (StackedExperts, lambda: torch.randn(5, 6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain

@@ -226,6 +226,15 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
     return sliced(s, t)
 
 
+def _stacked_pick(s: Slot, shape, idx) -> Slot | None:
+    """``W[idx]``: a stack of matrices (a 3-D parameter) indexed along its first axis by an integer
+    tensor, one matrix per index (MoE experts picked by the routing); None for anything else."""
+    info = idx.meta.get(META) if isinstance(idx, torch.fx.Node) else None
+    if not isinstance(info, TensorInfo) or info.dtype == torch.bool or shape is None or len(shape) != 3:
+        return None
+    return Slot(pax=(None,) * len(info.shape) + tuple(s.pax[1:]), pnames=s.pnames, pzero=s.pzero)
+
+
 @layout("index", [aten.index], accepts_params=True)
 def _index(call):
     """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``. A stack of weight
@@ -235,13 +244,10 @@ def _index(call):
     s, shape = call.slot(x), call.shape(x)
     if s.pax is not None:
         indices = list(call.arg("indices"))
-        info = indices[0].meta.get(META) if len(indices) == 1 and isinstance(indices[0], torch.fx.Node) else None
-        if isinstance(info, TensorInfo) and info.dtype != torch.bool and len(shape) == 3:
-            lead = (None,) * len(info.shape)
-            call.set_out(Slot(pax=lead + tuple(s.pax[1:]), pnames=s.pnames, pzero=s.pzero))
-            return
-        call.pin_slot(s, f"parameter {s.pnames[0] if s.pnames else ''} is indexed by {call.name}")
-        call.set_out(Slot())
+        out = _stacked_pick(s, shape, indices[0]) if len(indices) == 1 else None
+        if out is None:
+            call.pin_slot(s, f"parameter {s.pnames[0] if s.pnames else ''} is indexed by {call.name}")
+        call.set_out(out or Slot())
         return
     if s.ids is None:
         call.set_out(Slot())
@@ -310,7 +316,7 @@ def _getitem(call):
         return
     s, shape = call.slot(x), call.shape(x)
     if s.pax is not None:
-        out = _pax_index(s, shape, expand_index(idx, len(shape)))
+        out = _stacked_pick(s, shape, idx) or _pax_index(s, shape, expand_index(idx, len(shape)))
         if out is None:
             call.pin_slot(s, f"parameter {s.pnames[0]} is indexed with tensors by {call.name}")
         call.set_out(out or Slot())

@@ -37,7 +37,7 @@ ACT_CALLS = ["F.relu({x})", "F.relu6({x})", "F.leaky_relu({x}, 0.2)", "F.elu({x}
              "F.hardtanh({x})", "F.softsign({x})", "torch.tanh({x})", "torch.relu({x})", "{x}.relu()", "{x}.tanh()",
              "{x}.abs()", "torch.abs({x})", "{x}.neg()", "-{x}", "torch.neg({x})", "{x}.square()", "torch.sin({x})",
              "torch.sign({x}) * {x}", "F.dropout({x}, 0.1, self.training)", "{x}.clone()", "{x}.contiguous()",
-             "{x}.to({x}.dtype)", "{x}.type_as({x})", "{x}.repeat_interleave(2, dim=0)[::2]"]
+             "{x}.to({x}.dtype)", "{x}.type_as({x})"]
 
 
 @step("act", CHANNELS, weight=4)
