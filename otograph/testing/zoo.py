@@ -32,7 +32,7 @@ SECTIONS = ("torchvision", "torchvision segmentation", "torchvision video", "tor
 
 #: the fixed sample CI runs: a few small models of every section
 QUICK = {"torchvision": ["resnet18"], "torchvision segmentation": ["lraspp_mobilenet_v3_large"],
-         "torchvision video": ["r3d_18"], "torchvision detection": ["fasterrcnn_mobilenet_v3_large_320_fpn"],
+         "torchvision video": ["mc3_18"], "torchvision detection": ["fasterrcnn_mobilenet_v3_large_320_fpn"],
          "timm": ["mobilenetv3"], "transformers": ["llama", "bert"], "yolo": ["yolov8n"]}
 
 

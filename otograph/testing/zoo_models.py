@@ -70,7 +70,8 @@ def _tv_segmentation(name: str) -> Case:
     import torchvision
 
     torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, aux_loss=True).eval()
+    kw = {} if name.startswith("lraspp") else {"aux_loss": True}
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kw).eval()
     return Case(model, *_images((1, 3, 64, 64)), frontend="auto")
 
 
@@ -111,7 +112,7 @@ DETECTION_REGIONS = {
 def _tv_detector(name: str) -> Case:
     import torchvision
 
-    s = 128
+    s = 96
     kw: dict[str, Any] = {"min_size": s, "max_size": s}
     if name.startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")):
         kw |= {"box_score_thresh": 0.0, "box_detections_per_img": 20, "rpn_pre_nms_top_n_test": 50,
@@ -137,8 +138,44 @@ def torchvision_detection() -> Rows:
 
 
 # ---- timm -----------------------------------------------------------------------------------------
-#: one model per timm family (``timm.list_modules()``): the one with the fewest parameters
-TIMM_FAMILIES: dict[str, str] = {}  # filled below from the sweep of every model's parameter count
+#: one model per timm family (``timm.list_modules()``, timm 1.0.31): the one with the fewest parameters
+#: (counted on the meta device); a family timm adds later runs its first model
+TIMM_FAMILIES: dict[str, str] = {
+    "beit": "beit_base_patch16_224", "byoanet": "halonet_h1", "byobnet": "test_byobnet",
+    "cait": "cait_xxs24_224", "coat": "coat_tiny", "convit": "convit_tiny", "convmixer": "convmixer_768_32",
+    "convnext": "test_convnext", "cpubone": "cpubone_nano", "crossvit": "crossvit_tiny_240",
+    "csatv2": "csatv2", "cspnet": "cs3darknet_focus_s", "cspnext": "cspnext_tiny", "davit": "davit_tiny",
+    "deepseek_vit": "deepseek_vit_412m", "deit": "deit_tiny_patch16_224", "densenet": "densenet121",
+    "dla": "dla46x_c", "dpn": "dpn48b", "edgenext": "edgenext_xx_small",
+    "efficientformer": "efficientformer_l1", "efficientformer_v2": "efficientformerv2_s0",
+    "efficientnet": "test_efficientnet", "efficientvim": "efficientvim_m1",
+    "efficientvit_mit": "efficientvit_b0", "efficientvit_msra": "efficientvit_m0",
+    "eva": "vit_tiny_patch16_dinov3_qkvb", "fasternet": "fasternet_t0", "fastvit": "fastvit_t8",
+    "focalnet": "focalnet_tiny_srf", "gcvit": "gcvit_xxtiny", "gemma4_vit": "gemma4_vit_167m",
+    "ghostnet": "ghostnet_050", "hardcorenas": "hardcorenas_b", "hgnet": "hgnetv2_b0",
+    "hiera": "hiera_tiny_224", "hieradet_sam2": "sam2_hiera_tiny", "hrnet": "hrnet_w18_small",
+    "iformer": "iformer_t", "inception_next": "inception_next_atto",
+    "inception_resnet_v2": "inception_resnet_v2", "inception_v3": "inception_v3",
+    "inception_v4": "inception_v4", "lcnetv2": "lcnetv2_small", "levit": "levit_128s",
+    "lowformer": "lowformer_b0", "mambaout": "test_mambaout", "maxxvit": "test_coatnet",
+    "metaformer": "poolformerv2_s12", "mlp_mixer": "gmlp_ti16_224", "mobilenetv3": "mobilenetv3_small_050",
+    "mobilenetv5": "mobilenetv5_base", "mobilevit": "mobilevit_xxs", "mvitv2": "mvitv2_tiny",
+    "naflexvit": "naflexvit_base_patch16_parfac_gap", "nasnet": "nasnetalarge", "nest": "nest_tiny",
+    "nextvit": "nextvit_small", "nfnet": "test_nfnet", "pit": "pit_ti_224", "pnasnet": "pnasnet5large",
+    "pvt_v2": "pvt_v2_b0", "qwen3_vit": "qwen3_vit_88m", "rdnet": "rdnet_tiny", "regnet": "regnetx_002",
+    "repghost": "repghostnet_050", "repvit": "repvit_m1", "res2net": "res2next50", "resnest": "resnest14d",
+    "resnet": "test_resnet", "resnetv2": "resnetv2_18", "rexnet": "rexnet_100", "selecsls": "selecsls42",
+    "senet": "legacy_seresnet18", "sequencer": "sequencer2d_s", "shvit": "shvit_s1", "sknet": "skresnet18",
+    "starnet": "starnet_s050", "swiftformer": "swiftformer_xs",
+    "swin_transformer": "swin_tiny_patch4_window7_224", "swin_transformer_v2": "swinv2_tiny_window8_256",
+    "swin_transformer_v2_cr": "swinv2_cr_tiny_224", "tiny_vit": "tiny_vit_5m_224",
+    "tnt": "tnt_s_legacy_patch16_224", "tresnet": "tresnet_m", "twins": "twins_svt_small", "vgg": "vgg11",
+    "visformer": "visformer_tiny", "vision_transformer": "test_vit",
+    "vision_transformer_hybrid": "vit_tiny_r_s16_p8_224", "vision_transformer_relpos": "test_vit_relpos",
+    "vision_transformer_sam": "samvit_base_patch16_224", "vitamin": "vitamin_small_224",
+    "volo": "volo_d1_224", "vovnet": "ese_vovnet19b_slim_dw", "xception": "legacy_xception",
+    "xception_aligned": "xception41p", "xcit": "xcit_nano_12_p8_224",
+}
 
 
 def _timm(name: str) -> Case:
