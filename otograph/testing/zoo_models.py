@@ -229,7 +229,9 @@ HF_FAMILIES: dict[str, dict] = {
     "albert": {"embedding_size": 16}, "electra": {"embedding_size": 16}, "deberta-v2": {}, "mpnet": {},
     "ernie": {}, "t5": {}, "bart": {}, "mixtral": {}, "qwen3_moe": {}, "qwen2_moe": {},
     "vit": {}, "deit": {}, "dinov2": {}, "beit": {}, "convnext": {}, "convnextv2": {}, "resnet": {},
-    "regnet": {}, "segformer": {}, "swin": {"depths": [1, 1], "num_heads": [2, 4], "window_size": 2},
+    "regnet": {}, "segformer": {"num_encoder_blocks": 2, "num_attention_heads": [1, 2], "sr_ratios": [2, 1],
+                                "patch_sizes": [7, 3], "strides": [4, 2], "mlp_ratios": [2, 2],
+                                "decoder_hidden_size": 16}, "swin": {"depths": [1, 1], "num_heads": [2, 4], "window_size": 2},
 }
 HF_VISION = {"vit", "deit", "dinov2", "beit", "convnext", "convnextv2", "resnet", "regnet", "segformer", "swin"}
 
