@@ -6,9 +6,9 @@ inputs it receives when the whole model runs on the example, analysed alone, com
 back in place; whatever enters or leaves a region is a graph input or output of its own analysis,
 so those tensors keep their width and the code around the region sees the tensors it always saw.
 
-    >>> spaces = search_regions(model, (images,), ["backbone", "rpn.head", "roi_heads.box_head"])
-    >>> small = compress_regions(model, spaces)            # units exactly zero in model
-    >>> small(images)                                      # the same detections as model(images)
+    spaces = search_regions(model, (images,), ["backbone", "rpn.head", "roi_heads.box_head"])
+    small = compress_regions(model, spaces)            # the units exactly zero in model go
+    small(images)                                      # the same detections as model(images)
 
 Group ids and member names are the region's own (relative to its module path).
 A region traced by the export frontend is fixed to the shapes it saw (batch size, image size after
