@@ -71,7 +71,9 @@ def region_inputs(model: torch.nn.Module, example_inputs: Any, regions: Iterable
 def search_regions(model: torch.nn.Module, example_inputs: Any, regions: Iterable[str],
                    **options) -> dict[str, SearchSpace]:
     """One search space per region, each traced on the inputs the region gets inside ``model``
-    (``options`` go to :func:`otograph.search_space`, e.g. ``frontend="auto"``)."""
+    (``options`` go to :func:`otograph.search_space`; the frontend is ``"auto"`` unless given: fx,
+    else export for a region fx cannot follow, such as a head looping over a list of feature maps)."""
+    options.setdefault("frontend", "auto")
     inputs = region_inputs(model, example_inputs, regions)
     return {p: search_space(model.get_submodule(p), a, **options) for p, a in inputs.items()}
 

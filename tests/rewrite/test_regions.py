@@ -70,3 +70,18 @@ def test_a_wrong_region_is_caught():
     assert isinstance(wrong.backbone, torch.fx.GraphModule) and model.backbone[0].out_channels == 5
     with pytest.raises(ValueError, match="inside"):
         search_regions(model, (images(0),), ["backbone", "backbone.0"])
+
+
+def test_units_exactly_zero_in_the_model_go_when_none_are_given():
+    model = TinyDetector().eval()
+    spaces = search_regions(model, (images(0),), ["backbone", "head"])
+    units = {"backbone": {"0": [1, 3]}, "head": {"conv": [0, 2, 5]}}
+    for path, space in spaces.items():
+        space.zero_(model.get_submodule(path), units[path])
+    small = compress_regions(model, spaces)
+    assert dict(small.backbone.named_parameters())["0.weight"].shape[0] == 3
+    assert dict(small.head.named_parameters())["conv.weight"].shape[0] == 5  # exported: the list-taking head
+    with torch.no_grad():
+        a, b = model(images(3)), small(images(3))
+    assert torch.equal(a[0]["labels"], b[0]["labels"])
+    assert torch.allclose(a[0]["scores"], b[0]["scores"], atol=1e-6)
