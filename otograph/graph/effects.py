@@ -57,9 +57,23 @@ def mutated_operand(node: fx.Node, module: torch.nn.Module | None = None) -> fx.
     return first if node.kwargs.get("inplace") is True else None
 
 
+def _user_function(target) -> bool:
+    """A Python function fx recorded as one call (``torch.fx.wrap``), not a torch or builtin op."""
+    if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)) or not callable(target):
+        return False
+    return (getattr(target, "__module__", None) or "").split(".")[0] not in _PURE_HOMES
+
+
+_PURE_HOMES = {"torch", "_operator", "operator", "builtins", "math", "numpy", "collections"}
+
+
 def is_impure(node: fx.Node) -> bool:
-    """For ``Graph.eliminate_dead_code``: fx's own notion, plus every in-place call."""
+    """For ``Graph.eliminate_dead_code``: fx's own notion, every in-place call, and a call of a
+    wrapped Python function whose result is unused: it was made for what it does to its arguments
+    (torchvision's MViT calls ``_add_shortcut(x, q)``, which adds into ``x``)."""
     if node.is_impure():
+        return True
+    if node.op == "call_function" and not node.users and _user_function(node.target):
         return True
     owner = node.graph.owning_module
     module = owner.get_submodule(node.target) if owner is not None and node.op == "call_module" else None

@@ -10,6 +10,7 @@ they meet a shrinking axis), ``replace`` (the op's result is another new node), 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,28 @@ class Edit:
         """Does any parameter of the submodule at path ``module`` lose positions?"""
         return any(name.startswith(module + ".") for name, _ in self._b.plan.params)
 
+    def size_changes(self, x: Any) -> bool:
+        """Is ``x``, a number computed in the graph from tensor sizes (``x.shape[1]``, ``H * W``),
+        different in the compact graph, because it reads the size of an axis that shrinks?"""
+        stack, seen = [x], set()
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, fx.Node) or n in seen or n.op in ("placeholder", "get_attr"):
+                continue
+            seen.add(n)
+            read = _size_read(n)
+            if read is not None:
+                t, axes = read
+                shape = shape_of(t)
+                keep = self.keep(t)
+                if shape is not None and any(a % len(shape) in keep for a in (range(len(shape)) if axes is None else axes)):
+                    return True
+                continue
+            if isinstance(n.meta.get(META), TensorInfo):
+                continue
+            stack.extend(n.all_input_nodes)
+        return False
+
     def is_param_value(self, x: Any) -> bool:
         """Is ``x`` a parameter seen directly (sliced in place, not gathered)?"""
         return x in self._b.plan.param_values
@@ -142,3 +165,30 @@ class Edit:
         self.graph.erase_node(self.new)
         self._b.env[self.old] = None
         self._b.tuples[self.old] = parts
+
+
+def _shape_of_tensor(n: fx.Node) -> fx.Node | None:
+    """The tensor whose whole shape ``n`` is (``t.shape``, ``t.size()``), else None."""
+    if n.op == "call_function" and n.target is getattr and n.args[1:] == ("shape",):
+        return n.args[0]
+    if n.op == "call_method" and n.target == "size" and len(n.args) == 1 and not n.kwargs:
+        return n.args[0]
+    return None
+
+
+def _size_read(n: fx.Node) -> tuple[fx.Node, list[int] | None] | None:
+    """``(tensor, axes)`` when ``n`` reads sizes of a tensor (``None``: every axis), else None."""
+    whole = _shape_of_tensor(n)
+    if whole is not None:
+        return whole, None
+    if n.op == "call_function" and n.target is operator.getitem and isinstance(n.args[0], fx.Node):
+        t, i = _shape_of_tensor(n.args[0]), n.args[1]
+        if t is not None and isinstance(i, int):
+            return t, [i]
+        if t is not None and isinstance(i, slice) and shape_of(t) is not None:
+            return t, list(range(len(shape_of(t))))[i]
+    dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+    if ((n.op == "call_method" and n.target == "size") or n.target is torch.ops.aten.sym_size.int) and isinstance(
+            dim, int):
+        return n.args[0], [dim]
+    return None

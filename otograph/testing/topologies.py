@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -304,6 +305,140 @@ class Conv1DStack(nn.Module):
         return torch.addmm(self.b2, h.view(-1, 10), self.w2).view(x.shape[0], x.shape[1], 4)
 
 
+class RelPosBiasAttention(nn.Module):
+    """timm's relative-position attention (CoAtNet, ViT-SRelPos): a bias table gathered by an index
+    buffer, shared by two blocks and given to SDPA as its mask (gathered per block along the heads
+    that remain); the output reshaped to ``x.shape[:-1] + (-1,)``; a max pool that returns indices."""
+
+    def __init__(self, dim=16, heads=4, tokens=6):
+        super().__init__()
+        self.heads = heads
+        self.pre = nn.Linear(dim, dim)
+        self.qkv1, self.qkv2 = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3 * dim)
+        self.proj1, self.proj2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.randn(2 * tokens - 1, heads))
+        idx = torch.arange(tokens)
+        self.register_buffer("index", (idx[:, None] - idx[None, :] + tokens - 1).flatten())
+        self.head = nn.Linear(dim, 3)
+
+    def attend(self, x, qkv, proj, bias):
+        B, N, _ = x.shape
+        q, k, v = qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return proj(y.transpose(1, 2).reshape(x.shape[:-1] + (-1,)))
+
+    def forward(self, x):
+        N = x.shape[1]
+        bias = self.table[self.index].view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
+        x = F.relu(self.pre(x))
+        x = x + self.attend(x, self.qkv1, self.proj1, bias)
+        x = x + self.attend(x, self.qkv2, self.proj2, bias)
+        pooled, _ = F.adaptive_max_pool1d(x.transpose(1, 2), 2, return_indices=True)
+        return self.head(pooled.mean(-1))
+
+
+class HaloAttention(nn.Module):
+    """timm's HaloNet and LambdaNet: query heads pruned against keys and values that an op with no
+    rule pins (``unfold``), the removed heads' output zeroed by a BatchNorm (``post_attn``), and the
+    output reshaped with the channel count read from the (shrinking) input, ``x.shape[1]``."""
+
+    def __init__(self, c=8, heads=2):
+        super().__init__()
+        self.heads, self.d = heads, c // heads
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.q, self.kv = nn.Conv2d(c, c, 1), nn.Conv2d(c, 2 * c, 1)
+        self.post = nn.BatchNorm2d(c)
+        self.out = nn.Conv2d(c, 5, 1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        B, C, H, W = x.shape
+        q = self.q(x).reshape(B * self.heads, self.d, H * W).transpose(1, 2)
+        kv = self.kv(x).unfold(3, 1, 1).squeeze(-1)
+        k, v = kv.reshape(B * self.heads, 2 * self.d, H * W).transpose(1, 2).split([self.d, self.d], -1)
+        o = ((q @ k.transpose(-1, -2)).softmax(-1) @ v).transpose(1, 2)
+        o = F.relu(self.post(o.reshape(B, C, H, W)))
+        return self.out(o).mean((2, 3))
+
+
+class ParamMatmul(nn.Module):
+    """Falcon's ``FalconLinear``: ``x @ self.weight.T + self.bias`` on parameters seen directly
+    (``getattr(w, "T")`` under fx, ``aten.numpy_T`` under export), and ``h @ w.mT``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1 = nn.Parameter(torch.randn(12, 6) / 3), nn.Parameter(torch.randn(12))
+        self.w2 = nn.Parameter(torch.randn(4, 12) / 3)
+
+    def forward(self, x):
+        h = F.gelu(x @ self.w1.T + self.b1)
+        return h @ self.w2.mT
+
+
+class SpatialGating(nn.Module):
+    """gMLP's spatial gating unit: channels ``u`` times a projection of ``v`` over tokens (structured
+    along the other axis: pinned, ``u`` stays prunable); ConvNeXt-V2's global response norm
+    ``h + addcmul(beta, gamma, h * g)``."""
+
+    def __init__(self, d=6, tokens=5):
+        super().__init__()
+        self.fc1, self.proj, self.fc2 = nn.Linear(d, 16), nn.Linear(tokens, tokens), nn.Linear(8, d)
+        self.gamma, self.beta = nn.Parameter(torch.randn(8)), nn.Parameter(torch.randn(8))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        u, v = F.gelu(self.fc1(x)).chunk(2, -1)
+        h = u * self.proj(v.transpose(-1, -2)).transpose(-1, -2)
+        h = h + torch.addcmul(self.beta, self.gamma, h * torch.sigmoid(h.sum(1, keepdim=True)))
+        return self.head(self.fc2(h))
+
+
+class OrderedDictOutput(nn.Module):
+    """torchvision's segmentation models and detector backbones: the output is an ``OrderedDict``
+    (keys such as ``out`` or ``"0"``, not always identifiers), and the compact model's must be one too."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head, self.aux = cbr(3, 8), nn.Conv2d(8, 3, 1), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = self.body(x)
+        return OrderedDict([("out", self.head(y)), ("0", self.aux(y))])
+
+
+class TokenRepeat(nn.Module):
+    """MoE routing in miniature: every token repeated once per chosen expert (``repeat_interleave``
+    along tokens), weighted, and summed back; the hidden neurons stay prunable."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = nn.Linear(6, 8), nn.Linear(8, 6)
+
+    def forward(self, x):
+        h = torch.relu(self.up(x)).repeat_interleave(2, dim=0)
+        w = torch.softmax(x.sum(-1), 0).repeat_interleave(2).unsqueeze(-1)
+        return (self.down(h) * w).view(x.shape[0], 2, 6).sum(1)
+
+
+class StackedExperts(nn.Module):
+    """A mixture of experts whose weights are stacked parameters picked per token by the router
+    (transformers' ``batched_mm`` experts): every expert's neuron ``i`` (gate and up rows, down column)
+    is one unit; the hidden size stays whole (the residual)."""
+
+    def __init__(self):
+        super().__init__()
+        self.router = nn.Linear(6, 3)
+        self.gate_up = nn.Parameter(torch.randn(3, 8, 6) * 0.4)
+        self.down = nn.Parameter(torch.randn(3, 6, 4) * 0.4)
+
+    def forward(self, x):
+        weight, idx = torch.softmax(self.router(x), -1).max(-1)
+        h = torch.bmm(self.gate_up[idx], x.unsqueeze(-1)).squeeze(-1)
+        gate, up = h.chunk(2, dim=-1)
+        h = F.silu(gate) * up
+        return x + torch.bmm(self.down[idx], h.unsqueeze(-1)).squeeze(-1) * weight.unsqueeze(-1)
+
+
 # ---- traps: these spaces must stay unprunable -------------------------------------------------
 class TrapSoftmax(nn.Module):
     def __init__(self):
@@ -445,6 +580,19 @@ class TrapAddInPlaceView(nn.Module):
         return self.b(y).mean((2, 3))
 
 
+class TrapUnbind(nn.Module):
+    """CSATv2's scalar attention: ``q, k, v = Linear(d, 3)(x).unbind(-1)``; removing one of the three
+    would remove a whole tensor of the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(5, 2)
+
+    def forward(self, x):
+        q, k, v = self.a(x).unbind(-1)
+        return self.b((q * k).softmax(-1) * v)
+
+
 TRICKY = {
     "nested_concat": (NestedConcat, img()),
     "split_add": (SplitAdd, img()),
@@ -468,6 +616,13 @@ TRICKY = {
     "norms_over_units": (NormsOverUnits, lambda: torch.randn(2, 4, 5)),
     "in_place": (InPlace, img()),
     "buffer_updates": (BufferUpdates, img()),
+    "rel_pos_bias_attention": (RelPosBiasAttention, lambda: torch.randn(2, 6, 16)),
+    "halo_attention": (HaloAttention, img(s=6)),
+    "param_matmul": (ParamMatmul, lambda: torch.randn(2, 3, 6)),
+    "ordered_dict_output": (OrderedDictOutput, img()),
+    "spatial_gating": (SpatialGating, lambda: torch.randn(2, 5, 6)),
+    "token_repeat": (TokenRepeat, lambda: torch.randn(4, 6)),
+    "stacked_experts": (StackedExperts, lambda: torch.randn(5, 6)),
 }
 
 TRAPS = {  # model, input, the group that must stay unprunable, a word its reason must contain
@@ -477,4 +632,5 @@ TRAPS = {  # model, input, the group that must stay unprunable, a word its reaso
     "layernorm_of_a_shifted_channel": (TrapLayerNormShifted, lambda: torch.randn(2, 5), "a", "statistics"),
     "add_in_place": (TrapAddInPlace, img(), "a", "non-zero"),
     "add_in_place_on_a_view": (TrapAddInPlaceView, img(), "a", "non-zero"),
+    "unbind_over_channels": (TrapUnbind, lambda: torch.randn(2, 5, 4), "a", "unbound"),
 }

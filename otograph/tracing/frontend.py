@@ -38,7 +38,7 @@ __all__ = ["Traced", "trace", "record_shapes", "FRONTENDS", "DEFAULT_FRONTEND"]
 log = logging.getLogger(__name__)
 
 #: ``fx``: symbolic tracing (module structure kept); ``export``: ``torch.export`` (ATen ops, follows
-#: data-dependent Python); ``auto``: fx, then export when fx fails.
+#: data-dependent Python); ``auto``: fx, then export when fx fails to trace or its graph does not run.
 FRONTENDS = ("fx", "export", "auto")
 DEFAULT_FRONTEND = "fx"
 
@@ -105,7 +105,14 @@ def trace(model: torch.nn.Module, example_inputs: Any, *, leaf_modules: Iterable
         shapes = {n: tuple(t.shape) for n, t in list(model.named_parameters(remove_duplicate=False))
                   + list(model.named_buffers(remove_duplicate=False))}
         traced = Traced(gm, args, kwargs, frontend, model, shapes, dynamic)
-        record_shapes(traced)
+        try:
+            record_shapes(traced)
+        except Exception as e:  # noqa: BLE001 - a graph that does not run is a tracing failure
+            raise TraceError(f"the graph {frontend} traced from {type(model).__name__} does not run on the example "
+                             f"inputs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                             op=type(model).__name__,
+                             hint="use the other frontend (frontend='export' or 'auto')" if frontend == "fx" else
+                             "check the example inputs match forward()") from e
     if changes.buffers and frontend == "fx":
         log.warning("forward updates the buffers %s in place; torch.fx does not record such updates, so the "
                     "compact model will not make them (the buffers were restored). Use frontend='export' to "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import traceback
@@ -28,6 +29,17 @@ class _Tracer(fx.Tracer):
         self._leaf_names = {t for t in leaf_modules if isinstance(t, str)}
         self.current_module = ""
         self.failed_module: str | None = None
+        self.output_type: type | None = None  # of the last value made an argument: the output's
+        self._depth = 0
+
+    def create_arg(self, a):
+        self._depth += 1
+        try:
+            return super().create_arg(a)
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.output_type = type(a)
 
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         if isinstance(m, self._leaf_types) or qualname in self._leaf_names:
@@ -162,7 +174,20 @@ def fx_graph(model: torch.nn.Module, args: tuple, kwargs: dict, *, leaf_modules:
                   f"offending function (autowrap=[fn]), or use the export frontend (frontend='export' or "
                   f"'auto')"),
             detail="".join(traceback.format_exception_only(type(e), e)).strip()) from e
+    _keep_output_type(graph, tracer.output_type)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _keep_output_type(graph: fx.Graph, cls: type | None) -> None:
+    """fx turns an ``OrderedDict`` output into a plain dict: one call rebuilds it (torchvision's
+    segmentation models and detector backbones return one)."""
+    out = next(n for n in reversed(graph.nodes) if n.op == "output")
+    value = out.args[0]
+    if cls is not collections.OrderedDict or not isinstance(value, dict):
+        return
+    with graph.inserting_before(out):
+        od = graph.call_function(collections.OrderedDict, ([(k, v) for k, v in value.items()],))  # keys: any str
+    out.args = (od,)
 
 
 def _concrete_args(model, args, kwargs) -> dict:

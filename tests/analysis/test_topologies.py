@@ -95,3 +95,31 @@ def test_in_place_ops_are_kept_in_the_compact_model(frontend):
     modules = dict(compact.named_modules())
     in_place = [n for n in compact.graph.nodes if mutated_operand(n, modules.get(n.target)) is not None]
     assert len(in_place) == 5, [n.format_node() for n in in_place]  # relu_, relu(inplace), mul_, act, sigmoid_
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_output_container_type_is_kept(frontend):
+    """An ``OrderedDict`` output stays one (fx alone would return a plain dict)."""
+    from collections import OrderedDict
+
+    from otograph.testing.topologies import OrderedDictOutput
+
+    model, x = OrderedDictOutput().eval(), torch.randn(1, 3, 8, 8)
+    space = otograph.search_space(model, x, frontend=frontend)
+    out = otograph.compress(model, space, {"body.0": [0, 3]})(x)
+    assert type(out) is OrderedDict and list(out) == ["out", "0"]
+    assert out["out"].shape == (1, 3, 8, 8)
+
+
+def test_gating_across_axes_keeps_the_channels():
+    """gMLP: ``u * proj(v)`` with ``u`` structured along channels and ``proj(v)`` along tokens: the
+    channels of ``u`` stay prunable (with ConvNeXt-V2's response-norm parameters as members); the
+    token projection is pinned, with the reason."""
+    from otograph.testing.topologies import SpatialGating
+
+    space = otograph.search_space(SpatialGating().eval(), torch.randn(2, 5, 6))
+    u = next(g for g in space.groups if any(m.param == "gamma" for m in g.members))
+    assert u.prunable and u.num_units == 8
+    assert {"fc1.weight", "beta", "gamma", "fc2.weight"} <= {m.param for m in u.members}
+    proj = space.group("proj")
+    assert not proj.prunable and "other axes" in proj.reason

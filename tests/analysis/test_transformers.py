@@ -83,3 +83,24 @@ def test_pretrained_minilm_on_real_sentences_is_exact():
     heads = [g for g in res.space.prunable_groups if g.num_units == 12]
     assert len(heads) == 6  # one group of 12 heads per layer
     assert v.flops_after < 0.8 * v.flops_before
+
+
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen3_moe"])
+def test_moe_expert_neurons_are_units_and_exact(model_type):
+    """Experts as stacked tensors through transformers' batched_mm: neuron i of every expert (gate
+    and up rows, down column) is one unit; float64 works there (the grouped kernels refuse it)."""
+    from otograph.testing.zoo_models import _hf
+
+    case = _hf(model_type)
+    res = check_exact(case.model, case.example, case.fresh, frontend="export")
+    v = res.verification
+    assert v.max_ref > 1e-3 and v.exact and v.params_after == res.expected_params < v.params_before, v
+    experts = [g for g in res.space.prunable_groups if "experts" in g.id]
+    assert len(experts) == 2 and all(g.id in res.units for g in experts)
+    g = experts[0]
+    by_param = {(m.param, m.axis) for m in g.members}
+    assert by_param == {("layers.0.mlp.experts.gate_up_proj", 1), ("layers.0.mlp.experts.down_proj", 2)}
+    assert g.num_units == case.model.config.moe_intermediate_size if model_type == "qwen3_moe" else \
+        g.num_units == case.model.config.intermediate_size
+    gate = next(m for m in g.members if m.param.endswith("gate_up_proj"))
+    assert gate.indices(0) == [0, g.num_units]  # the gate row and the up row of neuron 0

@@ -34,3 +34,29 @@ def test_in_place_calls_are_found_and_survive_dead_code_elimination():
     plain = fx.symbolic_trace(M())
     plain.graph.eliminate_dead_code()  # what fx does on its own: the unassigned calls go
     assert "add_" not in {n.name for n in plain.graph.nodes}
+
+
+def add_into(x, y):  # wrapped for fx (as torchvision wraps MViT's _add_shortcut): one call in the graph
+    x.add_(y)
+    return x
+
+
+fx.wrap("add_into")
+
+
+class Shortcut(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        add_into(y, x)  # result unused: called for what it does to y
+        unused = torch.sigmoid(x)  # noqa: F841 - a pure call fx may drop
+        return y.relu()
+
+
+def test_an_unused_call_of_a_wrapped_function_survives_dead_code_elimination():
+    gm = fx.symbolic_trace(Shortcut())
+    gm.graph.eliminate_dead_code(is_impure_node=is_impure)
+    names = {n.name for n in gm.graph.nodes}
+    assert "add_into" in names and "sigmoid" not in names
+    gm.recompile()
+    x = torch.randn(4)
+    assert torch.equal(gm(x), Shortcut()(x)) and torch.equal(gm(x), (3 * x).relu())

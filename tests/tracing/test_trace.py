@@ -55,3 +55,35 @@ def test_untraceable_model_names_the_module_and_the_fix():
 def test_bad_inputs():
     with pytest.raises(otograph.OtographError, match="example_inputs"):
         otograph.trace(small(), 3.0)
+
+
+def _shrink_window(size: list, window: list) -> list:
+    """Like torchvision's video Swin: mutates its list argument (an immutable fx argument once traced)."""
+    for i in range(2):
+        if size[i] <= window[i]:
+            window[i] = size[i]
+    return window
+
+
+torch.fx.wrap("_shrink_window")
+
+
+class ListMutation(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        w = _shrink_window([x.shape[2], x.shape[3]], [7, 7])
+        return self.b(F.avg_pool2d(F.relu(self.a(x)), w))
+
+
+def test_auto_falls_back_to_export_when_the_fx_graph_does_not_run():
+    """swin3d_t: fx traces, but its graph fails on the example inputs; 'auto' then exports."""
+    m, x = ListMutation().eval(), torch.randn(1, 3, 6, 6)
+    with pytest.raises(otograph.TraceError, match="does not run on the example inputs") as info:
+        otograph.trace(m, x)
+    assert "export" in info.value.hint
+    t = otograph.trace(m, x, frontend="auto")
+    assert t.frontend == "export"
+    assert otograph.search_space(m, x, frontend="auto").group("a").prunable

@@ -9,7 +9,7 @@ import numpy as np
 
 from otograph.analysis.slots import Slot
 
-__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis"]
+__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis", "sliced", "zero_of"]
 
 
 def norm_axis(axis: int, ndim: int) -> int:
@@ -49,9 +49,12 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
         return Slot()
     nd = len(out_shape)
     arrays, zeros, pax_ops = [], [], []
+    crossed = _crossed(call, operands, nd) if zero_mode == "or" else ()
     for x in operands:
         s, shp = call.slot(x), call.shape(x)
-        if s.ids is not None:
+        if any(x is c for c in crossed):
+            zeros.append(np.array(False))  # pinned: never zeroed
+        elif s.ids is not None:
             arrays.append(pad_left(s.ids, nd))
             zeros.append(pad_left(s.zero, nd))
         elif s.pax is not None:
@@ -83,6 +86,32 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
     return Slot(ids, np.array(zero))
 
 
+def zero_of(call, x: Any, nd: int) -> np.ndarray:
+    """Where operand ``x`` is exactly zero once its units are zeroed (rank ``nd``, broadcastable)."""
+    s = call.slot(x)
+    if s.ids is not None:
+        return pad_left(s.zero, nd)
+    if s.pax is not None:
+        return np.full((1,) * nd, s.pzero)
+    return np.full((1,) * nd, call.shape(x) is None and isinstance(x, (int, float, bool)) and x == 0)
+
+
+def _crossed(call, operands: Sequence[Any], nd: int) -> list:
+    """A product of operands structured along different axes (gMLP's ``u * gate(v)ᵀ``: channels
+    times tokens): the one with the most elements keeps its structure; one varying along none of
+    its axes is pinned instead of merging every position of both into a single unit."""
+    ops = [(x, call.slot(x).ids) for x in operands]
+    ops = [(x, pad_left(i, nd)) for x, i in ops if i is not None and i.size > 1]
+    if len(ops) < 2:
+        return []
+    lead, ids = max(ops, key=lambda o: np.unique(o[1][o[1] >= 0]).size)
+    axes = {a for a in range(nd) if ids.shape[a] > 1}
+    out = [x for x, i in ops if x is not lead and not axes & {a for a in range(nd) if i.shape[a] > 1}]
+    for x in out:
+        call.pin(call.slot(x).ids, f"multiplies a space structured along other axes in {call.name}")
+    return out
+
+
 def _combine(zero_mode: str, zeros: list) -> np.ndarray:
     if zero_mode == "and":
         return np.logical_and.reduce(zeros)
@@ -101,3 +130,19 @@ def pass_through(call, x: Any, zero: bool | None) -> Slot:
         return Slot()
     z = s.zero if zero is None else np.full(s.ids.shape, zero)
     return Slot(s.ids, z)
+
+
+def sliced(s: Slot, index: tuple) -> Slot:
+    """``s[index]`` (basic indexing). A slice that is empty keeps one position instead: an empty
+    tensor has no values, but its other axes (heads) still shrink with their units, and a slot
+    with no elements would say nothing about them."""
+    fixed, ax = [], 0
+    for i in index:
+        if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0 and not len(
+                range(*i.indices(s.ids.shape[ax]))):
+            i = slice(0, 1)
+        fixed.append(i)
+        ax += i is not None
+    t = tuple(fixed)
+    zero = np.broadcast_to(s.zero, s.ids.shape)
+    return Slot(np.ascontiguousarray(s.ids[t]), np.ascontiguousarray(zero[t]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import join, norm_axis
+from otograph.analysis.rules.common import join, norm_axis, sliced
 from otograph.analysis.slots import Slot
 from otograph.tracing.values import META
 
@@ -113,7 +115,7 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
             out.append(Slot(s.ids, s.zero))
         else:
             sl = (slice(None),) * axis + (slice(start, start + n),)
-            out.append(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+            out.append(sliced(s, sl))
         start += n
     return tuple(out)
 
@@ -156,6 +158,9 @@ def _split(call):
         if s.ids is None:
             call.set_out(tuple(Slot() for _ in range(n)))
             return
+        if s.ids.shape[axis] > 1:  # a piece must never go whole: each fiber across the pieces is one unit
+            call.require_one_unit(np.moveaxis(s.ids, axis, -1).reshape(-1, n), "is unbound, one tensor per "
+                                  "position, by")
         call.set_out(tuple(
             Slot(np.take(s.ids, i if s.ids.shape[axis] > 1 else 0, axis),
                  np.take(s.zero, i if s.zero.shape[axis] > 1 else 0, axis)) for i in range(n)))
@@ -185,4 +190,11 @@ def _narrow(call):
         call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())
         return
     sl = (slice(None),) * axis + (slice(start, start + length),)
-    call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+    call.set_out(sliced(s, sl))
+
+
+@composition("mapping", [collections.OrderedDict])
+def _mapping(call):
+    """``OrderedDict([("out", a), ("0", b)])`` (how the fx frontend keeps an ``OrderedDict``
+    output): its values, each with its own slots."""
+    call.set_out(tuple(call.value(v) for _, v in call.node.args[0]))

@@ -17,7 +17,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import merge_ids, pad_left
+from otograph.analysis.rules.common import axis_ids, merge_ids, pad_left
 from otograph.analysis.slots import Slot
 
 contraction = rule("contraction")
@@ -64,22 +64,99 @@ def matmul_slot(call, sa: Slot, sb: Slot, nd: int, what: str) -> Slot:
 
 
 def _rewrite_matmul(edit) -> None:
-    """An operand no unit owns is gathered along its contracted axis where the other one shrinks."""
+    """An operand no unit owns is gathered along its contracted axis where the other one shrinks,
+    and along the batch axes where the result shrinks (heads of q against a pinned k)."""
     a, b = edit.arg("input"), edit.arg("other", "mat2")
+    out, nd = edit.keep(), len(edit.shape())
     for x, other, k_axis in ((a, b, -1), (b, a, -2)):
-        if not isinstance(x, fx.Node) or edit.keep(x) or not isinstance(other, fx.Node):
+        if not isinstance(x, fx.Node) or edit.shape(x) is None:
+            continue
+        shp, own = edit.shape(x), edit.keep(x)
+        off = nd - len(shp)
+        for ax, k in out.items():
+            if off <= ax < nd - 2 and len(shp) > 2 and shp[ax - off] > 1 and ax - off not in own:
+                edit.gather(x, ax - off, k)
+        if own or not isinstance(other, fx.Node):
             continue
         o_axis = len(edit.shape(other)) + (-2 if k_axis == -1 else -1)
         ok = edit.keep(other)
         if o_axis in ok:
-            edit.gather(x, len(edit.shape(x)) + k_axis, ok[o_axis])
+            edit.gather(x, len(shp) + k_axis, ok[o_axis])
+
+
+def _param_behind(call, x) -> torch.Tensor | None:
+    """The parameter a value is a view of (``W.T``: the ``get_attr`` a few layout ops up)."""
+    for _ in range(4):
+        if not isinstance(x, fx.Node):
+            return None
+        t = call.tensor(x)
+        if t is not None:
+            return t
+        x = x.args[0] if x.args else None
+    return None
+
+
+def _times_param(call, a, sa: Slot, sb: Slot) -> Slot:
+    """``x @ W`` with ``W`` a 2-D parameter seen directly (Falcon's ``x @ self.weight.T``): a linear
+    layer. ``W``'s contracted axis joins ``x``'s features (which must be zero to go), its other axis
+    owns the result's features (zero once the unit is)."""
+    shp = call.shape(a)
+    last = len(shp) - 1
+    k_ids, n_ids = sb.pax
+    if sa.ids is not None and any(n > 1 for i, n in enumerate(sa.ids.shape) if i != last):
+        call.pin(sa.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        sa = Slot()
+    if sa.ids is not None:
+        call.union(k_ids, axis_ids(sa.ids, last, shp[last]))
+        call.require_zero(sa.ids, sa.zero, "the input features of")
+    out_shape = call.out_shape
+    w = _param_behind(call, call.arg("other", "mat2"))
+    if w is not None:
+        call.flop_axes((w, 0), (w, 1))
+    shape = [1] * len(out_shape)
+    shape[-1] = out_shape[-1]
+    return Slot(n_ids.reshape(shape).copy(), np.full(shape, sb.pzero))
+
+
+def _stacked_times(call, b, sa: Slot, sb: Slot) -> Slot:
+    """``W[idx] @ x`` with ``W[idx]`` one weight matrix per row, picked from a stacked parameter
+    (MoE experts through ``torch.bmm``): ``W``'s rows own the result's rows (zero once the unit is),
+    its columns join ``x``'s rows, which must be zero to go."""
+    shp = call.shape(b)
+    k_axis = len(shp) - 2
+    r_ids, k_ids = sa.pax[-2], sa.pax[-1]
+    if sb.ids is not None and any(n > 1 for i, n in enumerate(sb.ids.shape) if i != k_axis):
+        call.pin(sb.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        sb = Slot()
+    if sb.ids is not None:
+        call.union(k_ids, axis_ids(sb.ids, k_axis, shp[k_axis]))
+        call.require_zero(sb.ids, sb.zero, "the input features of")
+    w = _param_behind(call, call.arg("input"))
+    if w is not None:
+        call.flop_axes((w, w.ndim - 2), (w, w.ndim - 1))
+    out_shape = call.out_shape
+    shape = [1] * len(out_shape)
+    shape[-2] = out_shape[-2]
+    return Slot(r_ids.reshape(shape).copy(), np.full(shape, sa.pzero))
 
 
 @contraction("matmul", [torch.matmul, operator.matmul, torch.bmm, "method:matmul", "method:bmm",
-                        "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul)
+                        "method:__matmul__", aten.matmul, aten.bmm, aten.mm], rewrite=_rewrite_matmul,
+             accepts_params=True)
 def _matmul(call):
     a, b = call.arg("input"), call.arg("other", "mat2")
     sa, sb = call.slot(a), call.slot(b)
+    if sa.pax is None and sb.pax is not None and len(sb.pax) == 2 and all(p is not None for p in sb.pax):
+        call.set_out(_times_param(call, a, sa, sb))
+        return
+    if (sb.pax is None and sa.pax is not None and len(sa.pax) == 3 == len(call.shape(b)) and sa.pax[0] is None
+            and all(p is not None for p in sa.pax[1:])):
+        call.set_out(_stacked_times(call, b, sa, sb))
+        return
+    for s in (sa, sb):  # any other use of a parameter operand: it stays whole
+        if s.pax is not None:
+            call.pin_slot(s, f"parameter {s.pnames[0]} is used directly by {call.name}")
+    sa, sb = (Slot() if s.pax is not None else s for s in (sa, sb))
     if len(call.shape(a)) < 2 or len(call.shape(b)) < 2:
         call.pin_slot(sa, f"is a vector operand of {call.name}")
         call.pin_slot(sb, f"is a vector operand of {call.name}")
@@ -100,10 +177,20 @@ def _swap_last(s: Slot) -> Slot:
 
 
 def _rewrite_sdpa(edit) -> None:
-    """The default scale is 1/√head_dim of the original head size: write it out when heads shrink."""
-    q = edit.arg("query", "input")
-    if len(edit.shape(q)) - 1 in edit.keep(q) and edit.arg("scale") is None:
+    """The default scale is 1/√head_dim of the original head size: write it out when heads shrink.
+    A mask no unit owns (a shared relative-position bias, a pinned one) is gathered along the
+    batch and head axes that shrink: a removed head's output is zero whatever its mask."""
+    q, mask = edit.arg("query", "input"), edit.arg("attn_mask")
+    nd, qk = len(edit.shape(q)), edit.keep(q)
+    if nd - 1 in qk and edit.arg("scale") is None:
         edit.set_arg("scale", 1.0 / math.sqrt(edit.shape(q)[-1]))
+    ms = edit.shape(mask)
+    if ms is None or edit.keep(mask):
+        return
+    off = nd - len(ms)
+    for a, k in qk.items():
+        if a < nd - 2 and a >= off and ms[a - off] > 1:
+            edit.gather(mask, a - off, k)
 
 
 @contraction("sdpa", [F.scaled_dot_product_attention, aten.scaled_dot_product_attention], rewrite=_rewrite_sdpa)

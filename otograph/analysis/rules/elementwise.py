@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import join
+from otograph.analysis.rules.common import join, zero_of
 
 elementwise = rule("elementwise")
 aten = torch.ops.aten
@@ -36,6 +36,20 @@ def _add(call):
                      aten.mul, aten.mul_], rewrite=_align, accepts_params=True)
 def _mul(call):
     call.set_out(join(call, [call.arg("input"), call.arg("other")], "or"))
+
+
+@elementwise("addcmul", [torch.addcmul, "method:addcmul", aten.addcmul], rewrite=_align, accepts_params=True)
+def _addcmul(call):
+    """``input + value · tensor1 · tensor2`` (ConvNeXt-V2's global response norm): aligned positions
+    are one element; zero where ``input`` is and either factor is."""
+    x, a, b = call.arg("input"), call.arg("tensor1"), call.arg("tensor2")
+    out = join(call, [x, a, b], "and")
+    if out.ids is not None:
+        nd = out.ids.ndim
+        za, zb = (zero_of(call, t, nd) for t in (a, b))
+        zero = zero_of(call, x, nd) & (za | zb | (call.arg("value", default=1) == 0))
+        out.zero = np.broadcast_to(zero, np.broadcast_shapes(zero.shape, out.ids.shape)).copy()
+    call.set_out(out)
 
 
 @elementwise("div", [operator.truediv, operator.itruediv, torch.div, torch.true_divide, "method:div",

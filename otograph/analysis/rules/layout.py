@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from otograph.analysis.registry import rule
-from otograph.analysis.rules.common import norm_axis, pad_left
+from otograph.analysis.rules.common import norm_axis, pad_left, sliced
 from otograph.analysis.slots import Slot
 from otograph.tracing.values import META, TensorInfo
 
@@ -32,20 +32,46 @@ def _sizes(v) -> list:
 
 
 def _rewrite_sizes(edit, name: str) -> None:
-    """Sizes written in the code (``view``/``reshape``/``expand``) follow the shrinking axes."""
+    """Sizes written in the code (``view``/``reshape``/``expand``) follow the shrinking axes.
+
+    Channel sizes are static: one computed at run time (``x.shape[2]``) may come from a tensor
+    that does not shrink, so it is replaced by the constant; so is one read from a shrinking axis
+    of another tensor (``x.shape[1]`` for an axis that keeps its size). Other computed sizes (the
+    batch) stay computed."""
     keep, shape = edit.keep(), edit.shape()
-    if not keep or shape is None or name not in edit.args:
+    if shape is None or name not in edit.args:
         return
-    sizes = _sizes(edit.new_arg(name))
+    old, sizes = _sizes(edit.arg(name)), _sizes(edit.new_arg(name))
+    if len(sizes) == 1 != len(shape) and isinstance(sizes[0], torch.fx.Node):  # one tuple built in the graph
+        old, sizes = _spelled_out(edit, old[0], sizes[0], keep)
+        if sizes is None:
+            return
+    if not keep and not any(edit.size_changes(v) for v in old):
+        return
     if len(sizes) != len(shape):
         edit.fail("its size arguments do not match its output's axes")
     new_shape = edit.new_shape()
-    for a in keep:
-        # channel sizes are static: a size computed at run time (x.shape[2]) may come from a
-        # tensor that does not shrink, so it is replaced by the constant as well
-        if sizes[a] != -1:
+    for a in range(len(sizes)):
+        if (a in keep and old[a] != -1) or (a not in keep and edit.size_changes(old[a])):
             sizes[a] = new_shape[a]
     edit.set_arg(name, tuple(sizes))
+
+
+def _spelled_out(edit, old: torch.fx.Node, new: torch.fx.Node, keep: dict) -> tuple[list, list | None]:
+    """Sizes computed in the graph as one tuple (``x.shape[:-1] + (-1,)``): ``(old, None)`` when
+    nothing needs changing (every shrinking axis is inferred, ``-1``, and no entry reads a shrinking
+    size), else one entry per axis read from the tuple, to be fixed one by one."""
+    value = old.meta.get(META)
+    if not isinstance(value, (tuple, list)) or len(value) != len(edit.shape()):
+        return [old], [new]
+    changes = edit.size_changes(old)
+    if all(value[a] == -1 for a in keep) and not changes:
+        return [old], None
+    if changes:  # which entry reads the shrinking size is not known: every entry is fixed
+        return ([value[a] if a in keep else old for a in range(len(value))],
+                [-1 if a in keep and value[a] == -1 else None for a in range(len(value))])
+    with edit.graph.inserting_before(edit.new):
+        return list(value), [edit.graph.call_function(operator.getitem, (new, i)) for i in range(len(value))]
 
 
 def _rewrite_reshape(edit) -> None:
@@ -95,7 +121,7 @@ def _reshape(call):
     call.set_out(s.moved(ids, zero))
 
 
-def _permute_slot(s: Slot, dims) -> Slot:
+def permute_slot(s: Slot, dims) -> Slot:
     if s.pax is not None:
         return Slot(pax=tuple(s.pax[d] for d in dims), pnames=s.pnames, pzero=s.pzero)
     if s.ids is None:
@@ -108,21 +134,27 @@ def _permute(call):
     x = call.arg("input")
     dims = _sizes(call.arg("dims"))
     nd = len(call.shape(x))
-    call.set_out(_permute_slot(call.slot(x), [norm_axis(d, nd) for d in dims]))
+    call.set_out(permute_slot(call.slot(x), [norm_axis(d, nd) for d in dims]))
 
 
 @layout("transpose", [torch.transpose, "method:transpose", torch.t, "method:t", torch.swapaxes,
-                      "method:swapaxes", "method:mT", aten.transpose, aten.t, aten.swapaxes], accepts_params=True)
+                      "method:swapaxes", "method:mT", aten.transpose, aten.t, aten.numpy_T, aten.mT, aten.swapaxes,
+                      aten.swapdims, torch.swapdims, "method:swapdims"], accepts_params=True)
 def _transpose(call):
+    """``transpose``/``swapaxes`` swap two axes; ``t``/``mT`` the last two; ``numpy_T`` (``x.T``)
+    reverses them all."""
     x = call.arg("input")
     nd = len(call.shape(x))
+    if call.target_name == "numpy_T":
+        call.set_out(permute_slot(call.slot(x), list(range(nd))[::-1]))
+        return
     if call.target_name in ("t", "mT") or nd < 2 and call.arg("dim0", "axis0") is None:
         a, b = nd - 2, nd - 1
     else:
         a, b = norm_axis(call.arg("dim0", "axis0"), nd), norm_axis(call.arg("dim1", "axis1"), nd)
     dims = list(range(nd))
     dims[a], dims[b] = dims[b], dims[a]
-    call.set_out(_permute_slot(call.slot(x), dims))
+    call.set_out(permute_slot(call.slot(x), dims))
 
 
 def _rewrite_expand(edit) -> None:
@@ -193,14 +225,32 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
             return None
         ax += 1
     t = tuple(np_idx)
-    return Slot(np.ascontiguousarray(s.ids[t]), np.ascontiguousarray(s.zero[t]))
+    return sliced(s, t)
 
 
-@layout("index", [aten.index])
+def _stacked_pick(s: Slot, shape, idx) -> Slot | None:
+    """``W[idx]``: a stack of matrices (a 3-D parameter) indexed along its first axis by an integer
+    tensor, one matrix per index (MoE experts picked by the routing); None for anything else."""
+    info = idx.meta.get(META) if isinstance(idx, torch.fx.Node) else None
+    if not isinstance(info, TensorInfo) or info.dtype == torch.bool or shape is None or len(shape) != 3:
+        return None
+    return Slot(pax=(None,) * len(info.shape) + tuple(s.pax[1:]), pnames=s.pnames, pzero=s.pzero)
+
+
+@layout("index", [aten.index], accepts_params=True)
 def _index(call):
-    """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``."""
+    """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``. A stack of weight
+    matrices indexed along its first axis (``experts.gate_up_proj[expert_ids]``, MoE) is that
+    parameter seen directly, one matrix per index."""
     x = call.arg("input")
     s, shape = call.slot(x), call.shape(x)
+    if s.pax is not None:
+        indices = list(call.arg("indices"))
+        out = _stacked_pick(s, shape, indices[0]) if len(indices) == 1 else None
+        if out is None:
+            call.pin_slot(s, f"parameter {s.pnames[0] if s.pnames else ''} is indexed by {call.name}")
+        call.set_out(out or Slot())
+        return
     if s.ids is None:
         call.set_out(Slot())
         return
@@ -268,7 +318,7 @@ def _getitem(call):
         return
     s, shape = call.slot(x), call.shape(x)
     if s.pax is not None:
-        out = _pax_index(s, shape, expand_index(idx, len(shape)))
+        out = _stacked_pick(s, shape, idx) or _pax_index(s, shape, expand_index(idx, len(shape)))
         if out is None:
             call.pin_slot(s, f"parameter {s.pnames[0]} is indexed with tensors by {call.name}")
         call.set_out(out or Slot())
@@ -299,6 +349,23 @@ def _roll(call):
         call.set_out(Slot())
     else:
         call.set_out(Slot(s.ids, s.zero))
+
+
+@layout("repeat_interleave", [torch.repeat_interleave, "method:repeat_interleave", aten.repeat_interleave])
+def _repeat_interleave(call):
+    """``x.repeat_interleave(k, dim)`` (MoE routing repeats each token once per chosen expert): every
+    position is repeated ``k`` times along ``dim``; the other axes pass through."""
+    x, repeats, dim = call.arg("input"), call.arg("repeats"), call.arg("dim")
+    s = call.slot(x) if isinstance(x, torch.fx.Node) else Slot()
+    if s.ids is None:
+        call.set_out(Slot())
+        return
+    nd = len(call.shape(x))
+    if dim is None or not isinstance(repeats, int) or s.ids.shape[norm_axis(dim, nd)] > 1:
+        call.pin(s.ids, f"is repeated along a channel axis (or flattened) by {call.name}")
+        call.set_out(Slot())
+        return
+    call.set_out(Slot(s.ids, s.zero))
 
 
 def _rewrite_slice(edit) -> None:
@@ -333,7 +400,7 @@ def _slice(call):
         call.set_out(Slot())
         return
     sl = (slice(None),) * dim + (sl,)
-    call.set_out(Slot(s.ids[sl].copy(), s.zero[sl].copy()))
+    call.set_out(sliced(s, sl))
 
 
 def _rewrite_select(edit) -> None:

@@ -63,10 +63,12 @@ SPATIAL = [
     nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ConstantPad2d,
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate, F.upsample, torch.max_pool2d,
+    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
+    F.max_pool3d_with_indices, F.adaptive_max_pool1d_with_indices, F.adaptive_max_pool2d_with_indices,
+    F.adaptive_max_pool3d_with_indices, F.interpolate, F.upsample, torch.max_pool2d,
     torch.adaptive_avg_pool1d, torch.avg_pool1d,
     aten.max_pool1d, aten.max_pool2d, aten.max_pool3d, aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d,
-    aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten.adaptive_max_pool2d,
+    aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d, aten.adaptive_avg_pool3d, aten.adaptive_max_pool1d, aten.adaptive_max_pool2d, aten.adaptive_max_pool3d, aten.max_pool2d_with_indices, aten.max_pool3d_with_indices,
     aten.upsample_nearest2d, aten.upsample_bilinear2d, aten.upsample_nearest1d, aten.upsample_nearest3d,
     aten.upsample_bicubic2d, aten.upsample_linear1d, aten._adaptive_avg_pool2d,
     *_installed(_torchvision_zero_preserving),
@@ -88,10 +90,10 @@ def _unary_zero(call):
 @passthrough("spatial", SPATIAL)
 def _spatial(call):
     x = call.arg("input")
-    if isinstance(call.module, nn.ConstantPad2d) and call.module.value != 0:
-        call.set_out(pass_through(call, x, False))
-        return
-    call.set_out(pass_through(call, x, None))
+    out = pass_through(call, x, False if isinstance(call.module, nn.ConstantPad2d) and call.module.value != 0 else None)
+    if call.out_shapes:  # (values, indices) of a max pool: the indices of a channel stay with it
+        out = (out, pass_through(call, x, False))
+    call.set_out(out)
 
 
 @passthrough("identity")

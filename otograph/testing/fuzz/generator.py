@@ -164,7 +164,7 @@ def _assemble(case: Case, em: Emitter, kinds: list[str]) -> str:
         ["train mode"] * case.train_mode + [f"{case.frozen} frozen parameters"] * bool(case.frozen)
     doc = f"otograph fuzz case {case.seed}: {' → '.join(kinds) or 'identity'}" + \
         (f" ({', '.join(options)})" if options else "") + "."
-    out = [f'"""{doc}"""', "", "import math  # noqa: F401", "", "import torch", "import torch.nn as nn",
+    out = [f'"""{doc}"""', "", "import collections  # noqa: F401", "import math  # noqa: F401", "", "import torch", "import torch.nn as nn",
            "import torch.nn.functional as F", "", ""]
     for src in em.helpers.values():
         out += [src, "", ""]

@@ -364,7 +364,8 @@ def scale(em: Emitter, s: State, p: Params) -> State:
     kind = p.pick("kind", ["gamma", "beta", "scalar", "div_param"])
     shape = (s.C, *[1] * s.nd) if s.mode in CF else (s.C,)
     if kind == "gamma":
-        em.line(p.pick("call", ["x = x * {g}", "x = {g} * x", "x = torch.mul(x, {g})", "x = x.mul({g})"])
+        em.line(p.pick("call", ["x = x * {g}", "x = {g} * x", "x = torch.mul(x, {g})", "x = x.mul({g})",
+                                 "x = torch.addcmul(x, x, {g}, value=0.5)"])
                 .format(g=em.param("gamma", shape, 0.3, 1.0)))
     elif kind == "beta":
         em.line(p.pick("call", ["x = x + {b}", "x = x - {b}", "x = {b} + x"]).format(b=em.param("beta", shape, 0.3)))

@@ -162,6 +162,15 @@ def roll(em: Emitter, s: State, p: Params) -> State:
     return s.to(prods=s.prods)
 
 
+@step("repeat_samples", CHANNELS, weight=0.5)
+def repeat_samples(em: Emitter, s: State, p: Params) -> State:
+    """Every sample repeated ``k`` times along the batch (MoE routing repeats each token once per
+    chosen expert), then one copy of each taken back."""
+    k = p.int("k", 2, 3)
+    em.line(f"x = x.repeat_interleave({k}, dim=0)[::{k}]")
+    return s.to(prods=s.prods)
+
+
 @step("slice_channels", CHANNELS, weight=1.5)
 def slice_channels(em: Emitter, s: State, p: Params) -> State | None:
     """Sub-ranges, strides, rolls and index tensors along the channel axis."""
@@ -328,6 +337,8 @@ def head(em: Emitter, s: State, p: Params) -> State | None:
         aux = em.mod("aux", f"nn.Linear({s.C}, 2)")
         em.line(f"z = {pooled}")
         em.ret = f"{ref}(z), {aux}(z)"
+        if p.chance("mapping", 0.3):  # torchvision's detector backbones: keys need not be identifiers
+            em.ret = f'collections.OrderedDict([("out", {ref}(z)), ("0", {aux}(z))])'
         return s
     em.line(f"x = {ref}({pooled})")
     return s.with_channels(3) if pooled == "x" else s.to(mode="vec", shape=(s.shape[0], 3))
