@@ -4,8 +4,6 @@ torchvision ViT and ConvNeXt (small configs of the real classes), Hugging Face L
 with their task heads (the bare models return the hidden states, which must stay whole).
 """
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -68,12 +66,8 @@ def test_convnext_stage_widths_are_exact_groups():
 
 
 def _removed_at_half(name: str, **kw) -> float:
-    root = str(Path(__file__).resolve().parents[2] / "tools")
-    sys.path.insert(0, root)
-    try:
-        from zoo import removed_share
-    finally:
-        sys.path.remove(root)
+    from otograph.testing.zoo import removed_share
+
     torch.manual_seed(0)
     model = tv.models.get_model(name, weights=None, **kw).eval()
     return removed_share(model, otograph.search_space(model, torch.randn(1, 3, 32, 32)))

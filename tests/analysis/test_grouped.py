@@ -4,8 +4,6 @@ Torchvision's RegNet (X and Y, with squeeze-excitation) and ResNeXt classes in s
 in float64 with every group narrowed; whole conv groups where a GroupNorm ties a group's channels.
 """
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -77,12 +75,8 @@ def test_narrowed_groups_are_exact(build):
 
 
 def _removed_at_half(name: str) -> float:
-    root = str(Path(__file__).resolve().parents[2] / "tools")
-    sys.path.insert(0, root)
-    try:
-        from zoo import removed_share
-    finally:
-        sys.path.remove(root)
+    from otograph.testing.zoo import removed_share
+
     torch.manual_seed(0)
     model = tv.models.get_model(name, weights=None).eval()
     return removed_share(model, otograph.search_space(model, torch.randn(1, 3, 32, 32)))
