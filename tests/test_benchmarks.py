@@ -100,7 +100,8 @@ def test_lm_quick(tmp_path):
     for m in ("dense", "HESSO", "uniform from scratch"):
         assert 1.0 < runs[m]["ppl"] < 300.0 and math.isfinite(runs[m]["ppl"])  # 256 bytes: chance is 256
     h = runs["HESSO"]
-    assert h["max_abs_diff"] < 1e-4 and h["params_cut"] == pytest.approx(h["target_params_cut"], abs=1e-6)
+    # the exact budget: at least the target, at most one point more
+    assert h["max_abs_diff"] < 1e-4 and h["target_params_cut"] <= h["params_cut"] <= h["target_params_cut"] + 0.01
     for m in ("TP magnitude", "TP Taylor"):
         if m in runs:  # a model, or the reason there is none
             assert "error" in runs[m] or runs[m]["params"] <= runs["uniform from scratch"]["params"]
