@@ -96,19 +96,23 @@ def _param_behind(call, x) -> torch.Tensor | None:
     return None
 
 
+def _consume(call, cols: np.ndarray, s: Slot, shp: tuple[int, ...], axis: int) -> None:
+    """A weight's contracted ids ``cols`` read ``s`` along ``axis``: they join its features, which
+    must be zero to go; structure along any other axis pins the operand."""
+    if s.ids is not None and any(n > 1 for i, n in enumerate(s.ids.shape) if i != axis):
+        call.pin(s.ids, f"is structured along a non-feature axis at the input of {call.name}")
+        return
+    if s.ids is not None:
+        call.union(cols, axis_ids(s.ids, axis, shp[axis]))
+        call.require_zero(s.ids, s.zero, "the input features of")
+
+
 def _times_param(call, a, sa: Slot, sb: Slot) -> Slot:
     """``x @ W`` with ``W`` a 2-D parameter seen directly (Falcon's ``x @ self.weight.T``): a linear
     layer. ``W``'s contracted axis joins ``x``'s features (which must be zero to go), its other axis
     owns the result's features (zero once the unit is)."""
-    shp = call.shape(a)
-    last = len(shp) - 1
     k_ids, n_ids = sb.pax
-    if sa.ids is not None and any(n > 1 for i, n in enumerate(sa.ids.shape) if i != last):
-        call.pin(sa.ids, f"is structured along a non-feature axis at the input of {call.name}")
-        sa = Slot()
-    if sa.ids is not None:
-        call.union(k_ids, axis_ids(sa.ids, last, shp[last]))
-        call.require_zero(sa.ids, sa.zero, "the input features of")
+    _consume(call, k_ids, sa, call.shape(a), len(call.shape(a)) - 1)
     out_shape = call.out_shape
     w = _param_behind(call, call.arg("other", "mat2"))
     if w is not None:
@@ -122,15 +126,8 @@ def _stacked_times(call, b, sa: Slot, sb: Slot) -> Slot:
     """``W[idx] @ x`` with ``W[idx]`` one weight matrix per row, picked from a stacked parameter
     (MoE experts through ``torch.bmm``): ``W``'s rows own the result's rows (zero once the unit is),
     its columns join ``x``'s rows, which must be zero to go."""
-    shp = call.shape(b)
-    k_axis = len(shp) - 2
     r_ids, k_ids = sa.pax[-2], sa.pax[-1]
-    if sb.ids is not None and any(n > 1 for i, n in enumerate(sb.ids.shape) if i != k_axis):
-        call.pin(sb.ids, f"is structured along a non-feature axis at the input of {call.name}")
-        sb = Slot()
-    if sb.ids is not None:
-        call.union(k_ids, axis_ids(sb.ids, k_axis, shp[k_axis]))
-        call.require_zero(sb.ids, sb.zero, "the input features of")
+    _consume(call, k_ids, sb, call.shape(b), len(call.shape(b)) - 2)
     w = _param_behind(call, call.arg("input"))
     if w is not None:
         call.flop_axes((w, w.ndim - 2), (w, w.ndim - 1))

@@ -51,11 +51,16 @@ def _norm_call(edit) -> tuple:
     return edit.arg("input"), len(edit.arg("normalized_shape")), weight, bias, edit.arg("eps")
 
 
-def rewrite_layer_norm(edit) -> None:
+def _norm_widths(edit) -> tuple[int, int] | None:
+    """``(d, d′)`` over a LayerNorm/RMSNorm's normalised axes, or None when none of them shrinks."""
     x = edit.arg("input")
     nd = len(edit.shape(x))
     k = len(edit.module.normalized_shape) if edit.module is not None else len(edit.arg("normalized_shape"))
-    widths = _shrunk(edit, x, list(range(nd - k, nd)))
+    return _shrunk(edit, x, list(range(nd - k, nd)))
+
+
+def rewrite_layer_norm(edit) -> None:
+    widths = _norm_widths(edit)
     if widths is None:
         return
     d, kept = widths
@@ -86,10 +91,7 @@ def rewrite_layer_norm(edit) -> None:
 
 
 def rewrite_rms_norm(edit) -> None:
-    x = edit.arg("input")
-    nd = len(edit.shape(x))
-    k = len(edit.module.normalized_shape) if edit.module is not None else len(edit.arg("normalized_shape"))
-    widths = _shrunk(edit, x, list(range(nd - k, nd)))
+    widths = _norm_widths(edit)
     if widths is None:
         return
     d, kept = widths
@@ -103,7 +105,7 @@ def rewrite_rms_norm(edit) -> None:
             eps = g.call_function(operator.mul, (g.call_function(getattr, (info, "eps")), ratio))
         else:
             eps = eps * ratio
-        shape = tuple(edit.new_shape(x)[nd - k:])
+        shape = tuple(edit.new_shape(x)[-k:])
         w = g.call_function(operator.mul, (weight, scale)) if weight is not None else None
         y = g.call_function(F.rms_norm, (xn, shape, w, eps))
         if weight is None:
