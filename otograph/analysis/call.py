@@ -149,6 +149,11 @@ class Call:
         known; a row that spans several units or positions no unit owns is pinned with ``reason``."""
         self._an.require_one_unit(rows, f"{reason} {self.name}")
 
+    def require_kept(self, rows: np.ndarray, reason: str) -> None:
+        """Each row of ``rows`` (last axis) must keep a position in every compact model: a row all
+        of whose units could be removed together has one of them pinned with ``reason``."""
+        self._an.require_kept(rows, f"{reason} {self.name}")
+
     def finer(self, *sides: np.ndarray) -> bool:
         """May this op use its finer unit layout? ``sides``: one element per unit of that layout, for
         each side it offers; if those units end up merged into one, the model is analysed again with

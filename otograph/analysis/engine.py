@@ -58,6 +58,7 @@ class Analysis:
         self._ub: list[np.ndarray] = []
         self.pins: list[tuple[np.ndarray, str]] = []
         self.fibers: list[tuple[np.ndarray, str]] = []  # see require_one_unit
+        self.kept_rows: list[tuple[np.ndarray, str]] = []  # see require_kept
         self._seen: list[np.ndarray] = []
         self.opaque_ops: dict[str, str] = {}
         #: per node: ``(share, axes)`` — that share of its FLOPs scales with these axes' kept shares
@@ -106,6 +107,12 @@ class Analysis:
             self.pin(rows[none], reason)
         if (~none).any():
             self.fibers.append((rows[~none], reason))
+
+    def require_kept(self, rows: np.ndarray, reason: str) -> None:
+        rows = np.asarray(rows).reshape(-1, np.asarray(rows).shape[-1] if np.ndim(rows) else 1)
+        rows = rows[(rows >= 0).all(1)]  # a position no unit owns always stays
+        if rows.size:
+            self.kept_rows.append((rows, reason))
 
     def mark_seen(self, ids: np.ndarray) -> None:
         flat = np.asarray(ids).ravel()

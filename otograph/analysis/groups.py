@@ -57,6 +57,8 @@ def _align(an: Analysis, n: int) -> np.ndarray:
     labels = components(n, ea, eb)
     for _ in range(20):
         added = False
+        # a pinned component is never removed: how it lies in a tensor does not matter
+        pinned = np.unique(labels[np.concatenate([ids for ids, _ in an.pins])]) if an.pins else np.zeros(0, np.int64)
         for s in (s for v in an.slots.values() for s in flatten_slots(v)):
             if s.ids is None:
                 continue
@@ -65,6 +67,7 @@ def _align(an: Analysis, n: int) -> np.ndarray:
                 continue
             ids = s.ids.reshape([s.ids.shape[a] for a in vary])
             L = np.where(ids >= 0, labels[np.maximum(ids, 0)], -1)
+            L[np.isin(L, pinned)] = -1
             bad = _slab_aligned(L)
             if bad.size == 0:
                 continue
@@ -176,6 +179,29 @@ def _sorted_unique(a: np.ndarray) -> np.ndarray:
     return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
 
 
+def _pin_removable_rows(an: Analysis, labels: np.ndarray, cand: _Candidates, pinned: dict[int, str]) -> None:
+    """Pin one unit of each row that ``require_kept`` asked to keep a position and that could lose
+    them all: a row is safe when it holds a pinned unit or every free unit of some group (a group
+    never loses all its units)."""
+    if not an.kept_rows:
+        return
+    sig_of = dict(zip(cand.comps.tolist(), cand.sig.tolist(), strict=True))
+    free: dict[int, set[int]] = {}
+    for c, sg in sig_of.items():
+        if c not in pinned:
+            free.setdefault(sg, set()).add(c)
+    for rows, reason in an.kept_rows:
+        for row in labels[rows]:
+            comps = set(row.tolist())
+            if any(c in pinned or c not in sig_of for c in comps):
+                continue
+            if any(free[sg] <= comps for sg in {sig_of[c] for c in comps}):
+                continue
+            c = min(comps)
+            pinned[c] = reason
+            free[sig_of[c]].discard(c)
+
+
 def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, str]:
     """Unprunable components with the first reason found for each."""
     fiber_comps: dict[int, str] = {}
@@ -189,6 +215,7 @@ def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, st
     for ids, reason in an.pins:
         for c in np.unique(labels[ids]).tolist():
             pinned.setdefault(c, reason)
+    _pin_removable_rows(an, labels, cand, pinned)
     # a reduction whose fibers merged a whole space into a single unit leaves nothing to remove
     if fiber_comps:
         alike = cand.alike()

@@ -15,7 +15,7 @@ from otograph.rewrite.attributes import ATTRIBUTE_RULES, AttributeRules, registe
 from otograph.rewrite.check import check_shapes
 from otograph.rewrite.inplace import ShrinkError, shrink_in_place
 from otograph.rewrite.plan import Plan, make_plan
-from otograph.rewrite.shrink import shrink
+from otograph.rewrite.shrink import refuse_baked_casts, shrink
 from otograph.rewrite.verify import Verification, verify
 
 __all__ = ["compress", "verify", "Verification", "Plan", "make_plan", "ShrinkError", "register_resize",
@@ -53,6 +53,8 @@ def compress(model: torch.nn.Module, space: SearchSpace, units: Mapping[str, Ite
     if units is None:
         units = space.zero_units(model)
     plan = make_plan(space, units)
+    if space.traced.frontend == "export":
+        refuse_baked_casts(space.traced.gm, model)
     compact, names = shrink(space.traced.gm, model, plan, space.analysis.analysis.registry,
                             space.traced.tensor_shapes)
     check_shapes(compact, space.traced, plan, names)

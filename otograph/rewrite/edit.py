@@ -138,8 +138,11 @@ class Edit:
         self.new.replace_input_with(cur, g)
 
     def align_operands(self, operands: Iterable[Any], skip_axis: int | None = None) -> None:
-        """Operands no unit owns (inputs, buffers, constants) are gathered along every shrinking
-        axis of the result they are broadcast against (except ``skip_axis``)."""
+        """Operands are gathered along every shrinking axis of the result they are broadcast against
+        (except ``skip_axis``) where they keep more: wholly when no unit owns the axis (inputs,
+        buffers, constants), or down to the result's positions when the operand owns only some of
+        them (a concatenation of an input and a prunable output, multiplied by a gate that lost
+        positions of the input's part)."""
         out_shape = shape_of(self.old)
         if out_shape is None:
             return
@@ -149,11 +152,21 @@ class Edit:
             if shp is None or self.is_param_value(x):
                 continue
             off = len(out_shape) - len(shp)
-            own = self.keep(x)
             for a, k in keep.items():
-                if a == skip_axis or a < off or shp[a - off] == 1 or (a - off) in own:
+                if a == skip_axis or a < off or shp[a - off] == 1:
                     continue
-                self.gather(x, a - off, k)
+                self.align(x, a - off, k)
+
+    def align(self, x: fx.Node, axis: int, keep: np.ndarray) -> None:
+        """Gather operand ``x`` along its ``axis`` to the result's kept positions ``keep`` (a mask
+        over the original positions), from whatever ``x`` itself already keeps there."""
+        mine = self.keep(x).get(axis)
+        if mine is None:
+            self.gather(x, axis, keep)
+        elif not np.array_equal(mine, keep):
+            if not np.all(mine[keep]):
+                self.fail(f"operand {x} lost positions its result keeps on axis {axis}")
+            self.gather(x, axis, keep[mine])
 
     def replace(self, node: fx.Node) -> None:
         """Later ops read ``node`` (built from the copy's operands, or from the copy itself) instead of

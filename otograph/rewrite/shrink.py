@@ -22,7 +22,7 @@ from otograph.errors import RewriteError
 from otograph.graph.effects import is_impure
 from otograph.rewrite.edit import Edit
 from otograph.rewrite.plan import Plan
-from otograph.tracing.values import unwrap
+from otograph.tracing.values import META, TensorInfo, unwrap
 
 __all__ = ["shrink", "Builder"]
 
@@ -119,6 +119,30 @@ def _take_tensors(root: nn.Module, model: nn.Module, traced_shapes: dict[str, tu
         done[id(t)] = repl
         for mod, attr in where[id(t)]:
             (mod._parameters if attr in mod._parameters else mod._buffers)[attr] = repl
+
+
+def refuse_baked_casts(gm: fx.GraphModule, model: nn.Module) -> None:
+    """An exported graph writes every cast with the dtype seen at trace time (``x.to(x.dtype)``
+    becomes a cast to float32): once the model is converted to another floating dtype, such a graph
+    no longer computes what the model does. Name the first such cast."""
+    infos = [n.meta.get(META) for n in gm.graph.nodes if n.op == "get_attr"]
+    traced = {i.dtype for i in infos if isinstance(i, TensorInfo) and i.dtype.is_floating_point}
+    now = {t.dtype for t in named_tensors(unwrap(model)).values() if t.is_floating_point()}
+    if len(traced) != 1 or len(now) != 1 or traced == now:
+        return
+    old = next(iter(traced))
+    for n in gm.graph.nodes:
+        if any(isinstance(a, torch.dtype) and a == old for a in _constants(n)):
+            raise RewriteError(
+                f"the exported graph casts to {old} at {n.format_node()}, fixed when the model was traced in "
+                f"{old}; the model is now {next(iter(now))}", node=n,
+                hint="build the search space again after converting the model, or use frontend='fx'")
+
+
+def _constants(n: fx.Node) -> list:
+    out: list = []
+    fx.node.map_aggregate((n.args, n.kwargs), lambda a: out.append(a) or a)
+    return out
 
 
 def shrink(gm: fx.GraphModule, model: nn.Module, plan: Plan, registry: Registry | None = None,

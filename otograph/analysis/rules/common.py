@@ -132,15 +132,20 @@ def pass_through(call, x: Any, zero: bool | None) -> Slot:
     return Slot(s.ids, z)
 
 
-def sliced(s: Slot, index: tuple) -> Slot:
+def sliced(call, s: Slot, index: tuple) -> Slot:
     """``s[index]`` (basic indexing). A slice that is empty keeps one position instead: an empty
     tensor has no values, but its other axes (heads) still shrink with their units, and a slot
-    with no elements would say nothing about them."""
+    with no elements would say nothing about them. A slice that cuts one position out of a channel
+    axis pins it: an axis of one position reads as broadcast, so its removal could not be followed."""
     fixed, ax = [], 0
     for i in index:
-        if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0 and not len(
-                range(*i.indices(s.ids.shape[ax]))):
-            i = slice(0, 1)
+        if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0:
+            n = len(range(*i.indices(s.ids.shape[ax])))
+            if n == 0:
+                i = slice(0, 1)
+            elif n == 1 and s.ids.shape[ax] > 1:
+                one = (slice(None),) * ax + (i,)
+                call.pin(s.ids[one], f"is sliced to a single channel position by {call.name}")
         fixed.append(i)
         ax += i is not None
     t = tuple(fixed)

@@ -47,7 +47,9 @@ def _cat_slot(call, xs, axis: int) -> Slot:
 
 
 def _rewrite_cat(edit) -> None:
-    edit.align_operands(list(edit.arg("tensors")), skip_axis=edit.arg("dim", "axis", default=0) % len(edit.shape()))
+    xs = edit.arg("tensors")
+    if isinstance(xs, (list, tuple)):  # else one sequence value: the call is opaque
+        edit.align_operands(list(xs), skip_axis=edit.arg("dim", "axis", default=0) % len(edit.shape()))
 
 
 def _operands(call) -> list | None:
@@ -70,7 +72,21 @@ def _cat(call):
     call.set_out(_cat_slot(call, xs, axis))
 
 
-@composition("stack", [torch.stack, aten.stack])
+def _rewrite_stack(edit) -> None:
+    """Every input is one slice of the result along the new axis: each keeps the result's positions."""
+    xs, nd = edit.arg("tensors"), len(edit.shape())
+    if not isinstance(xs, (list, tuple)):  # one sequence value: the call is opaque
+        return
+    dim = edit.arg("dim", default=0) % nd
+    for x in xs:
+        if edit.shape(x) is None or edit.is_param_value(x):
+            continue
+        for a, k in edit.keep().items():
+            if a != dim:
+                edit.align(x, a if a < dim else a - 1, k)
+
+
+@composition("stack", [torch.stack, aten.stack], rewrite=_rewrite_stack)
 def _stack(call):
     xs = _operands(call)
     if xs is None:
@@ -115,7 +131,7 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
             out.append(Slot(s.ids, s.zero))
         else:
             sl = (slice(None),) * axis + (slice(start, start + n),)
-            out.append(sliced(s, sl))
+            out.append(sliced(call, s, sl))
         start += n
     return tuple(out)
 
@@ -190,7 +206,7 @@ def _narrow(call):
         call.set_out(Slot(s.ids, s.zero) if s.ids is not None else Slot())
         return
     sl = (slice(None),) * axis + (slice(start, start + length),)
-    call.set_out(sliced(s, sl))
+    call.set_out(sliced(call, s, sl))
 
 
 @composition("mapping", [collections.OrderedDict])

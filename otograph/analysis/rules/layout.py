@@ -216,6 +216,8 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
                 return None
             np_idx.append(np.zeros(info.shape, np.int64))  # every position of a broadcast axis is one
         elif isinstance(i, int):
+            if varies:
+                _one_kept(call, np.take(s.ids, i, axis=ax))
             np_idx.append(i if varies else 0)
         elif isinstance(i, slice):
             if varies and _static(i.step) not in (None, 1):
@@ -225,7 +227,7 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
             return None
         ax += 1
     t = tuple(np_idx)
-    return sliced(s, t)
+    return sliced(call, s, t)
 
 
 def _stacked_pick(s: Slot, shape, idx) -> Slot | None:
@@ -400,7 +402,7 @@ def _slice(call):
         call.set_out(Slot())
         return
     sl = (slice(None),) * dim + (sl,)
-    call.set_out(sliced(s, sl))
+    call.set_out(sliced(call, s, sl))
 
 
 def _rewrite_select(edit) -> None:
@@ -424,4 +426,12 @@ def _select(call):
         return
     dim = norm_axis(call.arg("dim"), len(shape))
     i = _static(call.arg("index")) if s.ids.shape[dim] > 1 else 0
+    if s.ids.shape[dim] > 1:
+        _one_kept(call, np.take(s.ids, i, axis=dim))
     call.set_out(Slot(np.take(s.ids, i, axis=dim), np.take(s.zero, i, axis=dim)))
+
+
+def _one_kept(call, picked: np.ndarray) -> None:
+    """An integer index along a channel axis picks one slab: it must keep a position, or the
+    compact graph would have nothing to pick (an attention of width 1 picking q, k or v)."""
+    call.require_kept(picked.reshape(1, -1), "is picked by an integer index in")

@@ -53,7 +53,8 @@ ZERO_PRESERVING = [
     aten.alias, aten.detach, aten._to_copy, aten.to, aten.type_as, aten.leaky_relu, aten.elu, aten.hardtanh,
     aten.relu6, aten.mish, aten.abs, aten.square, aten.contiguous, aten.sqrt, aten.sin, aten.feature_dropout,
     aten.silu_, aten.gelu_, aten.hardswish_, aten.hardtanh_, aten.leaky_relu_, aten.elu_, aten.tanh_,
-    aten.dropout_,
+    aten.dropout_, aten.celu, aten.celu_, aten.selu, aten.selu_, aten.sign, aten.hardshrink, aten.softshrink,
+    aten.mish_,
 ]
 #: per-channel spatial ops with f(0) = 0 (pooling, resampling, zero padding)
 SPATIAL = [

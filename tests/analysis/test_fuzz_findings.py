@@ -1,0 +1,139 @@
+"""Models the fuzzer (tools/fuzz.py) found failing, shrunk by hand: each compresses exactly for every
+choice of one unit (or none) per group, through both frontends, or is refused with a clear reason."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import otograph
+from otograph.errors import RewriteError
+
+
+def every_removal(model: nn.Module, x: torch.Tensor, frontend: str) -> int:
+    """Compress ``model`` for every choice of one unit (or none) per prunable group and compare
+    compact vs zeroed in float64; the number of removals checked."""
+    model, x = model.double().eval(), x.double()
+    space = otograph.search_space(model, x, frontend=frontend)
+    groups = space.prunable_groups
+    checked = 0
+    for pick in itertools.product(*[[None, *range(g.num_units if g.num_units > 1 else 0)] for g in groups]):
+        units = {g.id: [u] for g, u in zip(groups, pick, strict=True) if u is not None}
+        if not units:
+            continue
+        ref = copy.deepcopy(model)
+        space.zero_(ref, units)
+        compact = otograph.compress(ref, space, units)
+        torch.testing.assert_close(compact(x), ref(x), rtol=0, atol=1e-12)
+        checked += 1
+    return checked
+
+
+class GatedCat(nn.Module):
+    """The input concatenated to a prunable output, times a gate that can lose positions of the
+    input's part (BatchNorm zeroes them): the input is gathered to the gate's kept positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin0, self.lin1, self.bn, self.head = nn.Linear(2, 2), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.cat([F.relu(self.lin0(x)), x], 1)
+        return self.head(x * self.bn(self.lin1(x)))
+
+
+class StackedInput(nn.Module):
+    """``stack([x, f(x)]).sum(0)``: stack aligns its inputs like an add; BatchNorm after it zeroes
+    removed positions, so the input is gathered to them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.bn, self.head = nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.bn(torch.stack([x, self.lin(x)], dim=0).sum(0)))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+@pytest.mark.parametrize("make", [GatedCat, StackedInput])
+def test_inputs_follow_partly_shrinking_operands(make, frontend):
+    torch.manual_seed(0)
+    assert every_removal(make(), torch.randn(4, 2 if make is GatedCat else 3), frontend) >= 3
+
+
+class OneChannelZeroed(nn.Module):
+    """A slice of one channel, zeroed in place: its unit stays (a one-position axis reads as broadcast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.head = nn.Linear(3, 4), nn.Linear(3, 2)
+
+    def forward(self, x):
+        x = self.lin(x)[..., 1:4].clone()
+        x[..., 2:].zero_()
+        return self.head(x)
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_a_one_channel_slice_is_pinned(frontend):
+    torch.manual_seed(0)
+    model, x = OneChannelZeroed(), torch.randn(2, 3)
+    space = otograph.search_space(model.double(), x.double(), frontend=frontend)
+    reasons = [g.reason for g in space.groups if not g.prunable and g.id.startswith("lin")]
+    assert any("single channel position" in r for r in reasons), reasons
+    assert every_removal(model, x, frontend) >= 1
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_attention_of_width_one_keeps_what_it_picks(frontend):
+    """Width 1: q, k and v are one position each of the packed projection, picked by an integer."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(1, 1, batch_first=True, bias=False)
+
+        def forward(self, x):
+            return x + self.mha(x, x, x)[0]
+
+    every_removal(Net(), torch.randn(2, 3, 1), frontend)  # nothing the compact model cannot pick
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_a_shuffle_over_a_concatenation_with_unowned_channels(frontend):
+    """Slab alignment ignores pinned units (it looped forever on a shuffle next to an input)."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 1)
+
+        def forward(self, x):
+            x = torch.cat((F.celu(self.conv(x)), x, x), dim=1)
+            return x.view(x.shape[0], 2, 4, 1, 2).transpose(1, 2).reshape(x.shape[0], 8, 1, 2)
+
+    space = otograph.search_space(Net().double(), torch.randn(2, 2, 1, 2, dtype=torch.float64), frontend=frontend)
+    assert not space.group("conv").prunable
+
+
+def test_export_refuses_a_cast_baked_in_before_a_dtype_change():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.lin(x)).to(x.dtype))
+
+    model, x = Net(), torch.randn(2, 3)
+    space = otograph.search_space(model, x, frontend="export")
+    with pytest.raises(RewriteError, match="casts to torch.float32.*now torch.float64"):
+        otograph.compress(model.double(), space, {"lin": [0]})
+    fx_space = otograph.search_space(model.float(), x, frontend="fx")  # fx keeps x.dtype symbolic
+    compact = otograph.compress(model.double(), fx_space, {"lin": [0]})
+    assert compact(x.double()).dtype == torch.float64
