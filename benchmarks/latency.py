@@ -27,6 +27,9 @@ from typing import Any
 
 import torch
 
+if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repository root holds the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.common import (
     Store,
     count_flops,

@@ -45,6 +45,7 @@ class _Param:
     is_list: bool = False     # a list type: separate positional values are packed
     variadic: bool = False    # *args
     default: Any = _EMPTY
+    is_bool: bool = False     # a bool in the schema: an int given there belongs to another overload
 
 
 _Sig = tuple[_Param, ...]
@@ -143,6 +144,8 @@ def _bind(sig: _Sig, args: tuple, kwargs: dict) -> tuple[dict, dict] | None:
             return None
     else:
         for i in range(n):
+            if positional[i].is_bool and not isinstance(args[i], (bool, fx.Node)):
+                return None  # x.var(1) is var(dim=1), not var(unbiased=1)
             where[positional[i].name] = ("arg", i)
     names = {p.name for p in sig}
     for k in kwargs:
@@ -203,7 +206,7 @@ def _schema_sig(schema, method: bool = False) -> _Sig:
             continue
         name = "input" if a.name == "self" or (i == 0 and a.name in _FIRST) else a.name
         default = a.default_value if a.has_default_value() else _EMPTY
-        params.append(_Param(name, not a.kwarg_only, "List" in str(a.type), False, default))
+        params.append(_Param(name, not a.kwarg_only, "List" in str(a.type), False, default, str(a.type) == "bool"))
     if method:
         params.sort(key=lambda p: p.name != "input")
     return tuple(params)

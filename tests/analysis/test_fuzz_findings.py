@@ -137,3 +137,51 @@ def test_export_refuses_a_cast_baked_in_before_a_dtype_change():
     fx_space = otograph.search_space(model.float(), x, frontend="fx")  # fx keeps x.dtype symbolic
     compact = otograph.compress(model.double(), fx_space, {"lin": [0]})
     assert compact(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_split_pieces_never_empty(frontend):
+    """A two-channel piece of a split could lose both channels: one of them stays."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.head = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            a, b = torch.split(self.lin(x), [6, 2], dim=-1)
+            return self.head(torch.cat([b, a], -1))
+
+    assert every_removal(Net(), torch.randn(2, 4), frontend) == 6  # one channel of each piece stays
+
+
+def test_tensor_methods_bind_ints_to_dims_not_flags():
+    """``x.var(1)`` is ``var(dim=1)``: an int never binds to a bool parameter of another overload."""
+    from otograph.graph.signature import bind
+
+    gm = torch.fx.symbolic_trace(Reductions())
+    bound = {n.name: dict(bind(n).items()) for n in gm.graph.nodes if n.op == "call_method"}
+    assert bound["var"]["dim"] == 1 and "unbiased" not in bound["var"]
+    assert bound["var_1"]["unbiased"] is True and "dim" not in bound["var_1"]
+
+
+class Reductions(nn.Module):
+    def forward(self, x):
+        return x.var(1) + x.var(True)
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_a_variance_over_tokens_of_one_channel(frontend):
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.head = nn.Linear(2, 5), nn.Linear(1, 3)
+
+        def forward(self, x):
+            return self.head(self.lin(x)[..., :1].var(1))
+
+    space = otograph.search_space(Net(), torch.randn(2, 3, 2), frontend=frontend, strict=True)
+    assert not space.group("lin").prunable

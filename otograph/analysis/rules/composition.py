@@ -132,6 +132,7 @@ def _pieces(call, x, axis: int, sizes: list[int]) -> tuple:
         else:
             sl = (slice(None),) * axis + (slice(start, start + n),)
             out.append(sliced(call, s, sl))
+            call.require_kept(out[-1].ids.reshape(1, -1), "is a piece that must keep a position, split by")
         start += n
     return tuple(out)
 

@@ -49,7 +49,7 @@ def attention(em: Emitter, s: State, p: Params) -> State:
             causal = ", is_causal=True" if kind == "sdpa_causal" else ""
             em.line(f"{y} = F.scaled_dot_product_attention({q}, {k}, {v}{causal}).transpose(1, 2).contiguous()"
                     f".view({B}, {N}, {inner})")
-        first = f"{path(mods[0])}.weight"
+        first = f"{path(mods[2])}.weight"  # v: its rows are the output channels in any unit layout
     if p.chance("residual", 0.7):
         proj = em.mod("proj", f"nn.Linear({inner}, {C})")
         em.line(f"x = x + {proj}({y})")
