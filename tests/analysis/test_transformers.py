@@ -104,3 +104,22 @@ def test_moe_expert_neurons_are_units_and_exact(model_type):
         g.num_units == case.model.config.intermediate_size
     gate = next(m for m in g.members if m.param.endswith("gate_up_proj"))
     assert gate.indices(0) == [0, g.num_units]  # the gate row and the up row of neuron 0
+
+
+@pytest.mark.parametrize("model_type", ["qwen3", "olmo2", "gemma3_text"])
+def test_heads_stay_units_through_shared_query_key_norms(model_type):
+    """Qwen3 and Gemma3 normalise q and k per head with one weight shared by every head: removing a
+    whole head leaves that weight whole, so the heads (GQA: a kv head with its query heads) stay
+    units instead of merging into one unprunable group. OLMo2 normalises the whole projection: its
+    norm weights shrink with the heads."""
+    from otograph.testing.zoo_models import _hf
+
+    case = _hf(model_type)
+    cfg = case.model.config
+    res = check_exact(case.model, case.example, case.fresh, frontend="export", fraction=0.5)
+    v = res.verification
+    assert v.max_ref > 1e-3 and v.exact and v.params_after == res.expected_params < v.params_before, v
+    heads = [g for g in res.space.groups if "self_attn" in g.id and g.num_units == cfg.num_key_value_heads]
+    assert len(heads) == cfg.num_hidden_layers and all(g.prunable and g.id in res.units for g in heads)
+    norms = {m.param for g in heads for m in g.members if "q_norm" in m.param or "k_norm" in m.param}
+    assert bool(norms) == (model_type == "olmo2"), norms

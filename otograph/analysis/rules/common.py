@@ -75,6 +75,9 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
     bshape = np.broadcast_shapes(*[a.shape for a in arrays])
     ids = merge_ids(call, arrays, bshape)
     for pax, _ in pax_ops:
+        if zero_mode == "or" and _shared_across(pax, bshape):
+            _param_axes_whole(call, ids, bshape, pax)
+            continue
         for ax, p in enumerate(pax):
             if p is None:
                 continue
@@ -84,6 +87,24 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
             # else: the parameter varies along an axis with no channel structure (e.g. tokens)
     zero = _combine(zero_mode, [np.broadcast_to(z, bshape) for z in zeros])
     return Slot(ids, np.array(zero))
+
+
+def _shared_across(pax: tuple, bshape: tuple[int, ...]) -> bool:
+    """Does a parameter scale a value that also varies along axes the parameter is broadcast over
+    (one ``head_dim`` weight for every head: Qwen3's and OLMo2's q/k norms)?"""
+    mine = {ax for ax, p in enumerate(pax) if p is not None and bshape[ax] > 1}
+    return bool(mine) and any(n > 1 and ax not in mine for ax, n in enumerate(bshape))
+
+
+def _param_axes_whole(call, ids: np.ndarray, bshape: tuple[int, ...], pax: tuple) -> None:
+    """A product by a parameter shared across other axes: the value's axes the parameter covers stay
+    whole (each fiber along them lies in one unit), so units are slabs along the other axes (heads)
+    and the parameter keeps every position. Zero stays zero through the product."""
+    axes = [ax for ax, p in enumerate(pax) if p is not None and bshape[ax] > 1]
+    full = np.broadcast_to(ids, bshape)
+    rest = [a for a in range(len(bshape)) if a not in axes]
+    fibers = np.moveaxis(full, axes, list(range(len(rest), len(bshape)))).reshape(-1, int(np.prod([bshape[a] for a in axes])))
+    call.require_one_unit(fibers, "is scaled by a parameter shared across other axes by")
 
 
 def zero_of(call, x: Any, nd: int) -> np.ndarray:
