@@ -31,7 +31,8 @@ def compress(model: torch.nn.Module, space: SearchSpace, units: Mapping[str, Ite
     With ``units=None`` the units whose producer slices are all exactly zero in ``model`` are
     removed; otherwise ``units`` maps group ids to the units to remove. ``model`` (which may be
     wrapped in ``DataParallel``/``torch.compile``, or converted to another dtype or device since
-    tracing) is untouched; the compact model takes its current tensors, dtype and device. The
+    tracing) is untouched; the compact model takes its current tensors, dtype and device (an
+    exported graph whose casts name the traced dtype refuses a dtype change: trace again). The
     result is checked against the expected shapes on the example inputs before it is returned.
     A compact model traced by the export frontend is fixed in eval mode: ``.train()`` refuses.
 

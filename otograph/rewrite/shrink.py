@@ -24,7 +24,7 @@ from otograph.rewrite.edit import Edit
 from otograph.rewrite.plan import Plan
 from otograph.tracing.values import META, TensorInfo, unwrap
 
-__all__ = ["shrink", "Builder"]
+__all__ = ["shrink", "Builder", "refuse_baked_casts"]
 
 
 def _tensors_by_id(root: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:

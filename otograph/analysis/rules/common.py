@@ -91,7 +91,7 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
 
 def _shared_across(pax: tuple, bshape: tuple[int, ...]) -> bool:
     """Does a parameter scale a value that also varies along axes the parameter is broadcast over
-    (one ``head_dim`` weight for every head: Qwen3's and OLMo2's q/k norms)?"""
+    (one ``head_dim`` weight for every head: Qwen3's and Gemma3's per-head q/k norms)?"""
     mine = {ax for ax, p in enumerate(pax) if p is not None and bshape[ax] > 1}
     return bool(mine) and any(n > 1 and ax not in mine for ax, n in enumerate(bshape))
 
