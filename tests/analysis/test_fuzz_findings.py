@@ -184,4 +184,34 @@ def test_a_variance_over_tokens_of_one_channel(frontend):
             return self.head(self.lin(x)[..., :1].var(1))
 
     space = otograph.search_space(Net(), torch.randn(2, 3, 2), frontend=frontend, strict=True)
-    assert not space.group("lin").prunable
+    read = space.group("lin")  # the channel the head reads: a group of its own, never emptied
+    assert read.num_units == 1 and read.unit_indices(0)[("lin.weight", 0)] == [0]
+    assert every_removal(Net(), torch.randn(2, 3, 2), frontend) == 4  # each unread channel
+
+
+class NormOverInput(nn.Module):
+    """A norm over a concatenation of a prunable output and the input, then a squeeze-excite gate:
+    the input's channels are never zero after the norm, so the gate's units there must stay (the
+    norm claimed every position zero; a wrong model, found by the 10,000-case run)."""
+
+    def __init__(self, norm: str):
+        super().__init__()
+        self.norm = norm
+        self.conv, self.se1, self.se2, self.head = nn.Conv1d(2, 2, 1), nn.Conv1d(4, 2, 1), nn.Conv1d(2, 4, 1), nn.Linear(4, 3)
+        self.ln, self.bn = nn.LayerNorm(4), nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        x = torch.cat([F.relu(self.conv(x)), x], 1)
+        x = self.ln(x.permute(0, 2, 1)).permute(0, 2, 1) if self.norm == "ln" else self.bn(x)
+        x = x * torch.sigmoid(self.se2(F.relu(self.se1(x.mean(2, keepdim=True)))))
+        return self.head(x.mean(2))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+@pytest.mark.parametrize("norm", ["ln", "bn"])
+def test_a_norm_over_an_input_does_not_zero_it(norm, frontend):
+    torch.manual_seed(0)
+    model = NormOverInput(norm)
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-1, 1), model.bn.weight.uniform_(0.5, 1.5), model.bn.bias.uniform_(-1, 1)
+    assert every_removal(model, torch.randn(3, 2, 5), frontend) >= 3

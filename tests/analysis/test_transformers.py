@@ -123,3 +123,18 @@ def test_heads_stay_units_through_shared_query_key_norms(model_type):
     assert len(heads) == cfg.num_hidden_layers and all(g.prunable and g.id in res.units for g in heads)
     norms = {m.param for g in heads for m in g.members if "q_norm" in m.param or "k_norm" in m.param}
     assert bool(norms) == (model_type == "olmo2"), norms
+
+
+@pytest.mark.parametrize("model_type", ["gpt_neox", "gptj", "cohere"])
+def test_heads_stay_units_through_partial_and_interleaved_rotary(model_type):
+    """Rotary embeddings over part of a head (GPT-NeoX: here one position per half) or interleaved
+    (GPT-J, Cohere: ``x[..., ::2]``) slice the head dimension; heads still go whole, exactly."""
+    from otograph.testing.zoo_models import _hf
+
+    case = _hf(model_type)
+    res = check_exact(case.model, case.example, case.fresh, frontend="export", fraction=0.5)
+    v = res.verification
+    assert v.max_ref > 1e-3 and v.exact and v.params_after == res.expected_params < v.params_before, v
+    attention = [g for g in res.space.groups if "attn" in g.id or "attention" in g.id]
+    heads = [g for g in attention if g.prunable and g.id in res.units]
+    assert len(heads) == case.model.config.num_hidden_layers, res.space.groups

@@ -9,7 +9,8 @@ import numpy as np
 
 from otograph.analysis.slots import Slot
 
-__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis", "sliced", "zero_of"]
+__all__ = ["join", "merge_ids", "pad_left", "pass_through", "axis_ids", "norm_axis", "sliced", "whole_axis",
+           "zero_of"]
 
 
 def norm_axis(axis: int, ndim: int) -> int:
@@ -89,6 +90,12 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
     return Slot(ids, np.array(zero))
 
 
+def whole_axis(call, ids: np.ndarray, axis: int, reason: str) -> None:
+    """No unit may remove part of ``axis``: each fiber along it lies inside one unit (a unit then
+    removes whole fibers, i.e. positions of the other axes, and ``axis`` keeps its size)."""
+    call.require_one_unit(np.moveaxis(ids, axis, -1).reshape(-1, ids.shape[axis]), reason)
+
+
 def _shared_across(pax: tuple, bshape: tuple[int, ...]) -> bool:
     """Does a parameter scale a value that also varies along axes the parameter is broadcast over
     (one ``head_dim`` weight for every head: Qwen3's and Gemma3's per-head q/k norms)?"""
@@ -157,16 +164,20 @@ def sliced(call, s: Slot, index: tuple) -> Slot:
     """``s[index]`` (basic indexing). A slice that is empty keeps one position instead: an empty
     tensor has no values, but its other axes (heads) still shrink with their units, and a slot
     with no elements would say nothing about them. A slice that cuts one position out of a channel
-    axis pins it: an axis of one position reads as broadcast, so its removal could not be followed."""
+    axis keeps it (an axis of one position reads as broadcast, so its removal could not be
+    followed); a strided slice keeps its axis whole (a stride cannot name the kept positions),
+    which still lets units that are slabs along other axes (heads, for rotary halves) go."""
     fixed, ax = [], 0
     for i in index:
         if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0:
             n = len(range(*i.indices(s.ids.shape[ax])))
+            if i.step not in (None, 1) and s.ids.shape[ax] > 1:
+                whole_axis(call, s.ids, ax, "is sliced with a stride along a channel axis by")
             if n == 0:
                 i = slice(0, 1)
             elif n == 1 and s.ids.shape[ax] > 1:
                 one = (slice(None),) * ax + (i,)
-                call.pin(s.ids[one], f"is sliced to a single channel position by {call.name}")
+                call.require_kept(s.ids[one].reshape(1, -1), "is sliced to a single channel position by")
         fixed.append(i)
         ax += i is not None
     t = tuple(fixed)

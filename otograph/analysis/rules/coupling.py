@@ -105,7 +105,7 @@ def _norm_over_units(call, x, s: Slot, axes: list[int], params: list, rms: bool)
                 call.union(call.param_ids(t, j, role)[None, :], slabs)
     if rms:
         return Slot(s.ids, s.zero)
-    return Slot(s.ids, np.ones(s.ids.shape, bool))
+    return Slot(s.ids, s.ids >= 0)  # a position no unit owns is never zeroed
 
 
 def _norm(call, rms: bool) -> None:

@@ -220,8 +220,8 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
                 _one_kept(call, np.take(s.ids, i, axis=ax))
             np_idx.append(i if varies else 0)
         elif isinstance(i, slice):
-            if varies and _static(i.step) not in (None, 1):
-                return None  # a stride over a shrinking axis has no compact form
+            if varies and not all(v is None or isinstance(v, int) for v in (i.start, i.stop, i.step)):
+                return None  # bounds computed in the graph
             np_idx.append(i if varies else slice(None))
         else:
             return None
@@ -396,10 +396,6 @@ def _slice(call):
         return
     if s.ids is None or s.ids.shape[dim] == 1:
         call.set_out(s.moved(s.ids, s.zero) if s.ids is not None else Slot())
-        return
-    if sl.step not in (None, 1):
-        call.pin(s.ids, f"is sliced with a stride along a channel axis by {call.name}")
-        call.set_out(Slot())
         return
     sl = (slice(None),) * dim + (sl,)
     call.set_out(sliced(call, s, sl))

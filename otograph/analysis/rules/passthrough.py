@@ -172,7 +172,7 @@ def _affine(call, x, axis: int, zero_without_affine: bool):
         if isinstance(t, torch.Tensor) and t.ndim == 1 and t.shape[0] == C:
             call.union(call.param_ids(t, 0, role)[None, :], chan_flat)
     if tensors.get("weight") is not None and tensors.get("bias") is not None:
-        return Slot(s.ids, np.ones(s.ids.shape, bool))
+        return Slot(s.ids, s.ids >= 0)  # a position no unit owns is never zeroed
     return Slot(s.ids, s.zero if zero_without_affine else np.zeros(s.ids.shape, bool))
 
 
