@@ -181,3 +181,28 @@ def test_the_quick_campaign_is_clean(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "cases 200: 200 checked, 0 invalid (generator), 0 failing" in text, text[-3000:]
     assert status == 0
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.head(torch.relu(self.a(x)) + torch.tanh(self.b(x)))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_tied_weights_in_a_wrapper_are_checked_under_every_name(frontend):
+    """The checks slice the model's gradients by the plan, which names tensors without the wrapper's
+    ``module.`` prefix: a tied weight's second name must find its kept rows too."""
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.DataParallel(_Tied())
+
+    def inputs(seed):
+        return (torch.randn(2, 2, generator=torch.Generator().manual_seed(seed)),)
+
+    outcome = check_model(build, inputs, frontend=frontend, seed=3, fraction=0.5)
+    assert outcome.removed and not outcome.failures, outcome.failures

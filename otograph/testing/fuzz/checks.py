@@ -207,6 +207,14 @@ def _counterpart(name: str, names: dict) -> str | None:
     return found[0] if found else None
 
 
+def _names(mine: str, name: str, aliases: dict[str, list[str]]) -> list[str]:
+    """Every name of the model's tensor ``mine`` (the compact model's ``name``), also without the
+    prefix of a wrapper the compact model was unwrapped from: the plan knows the unwrapped names."""
+    prefix = mine[:len(mine) - len(name)] if mine.endswith(name) else ""
+    names = aliases.get(mine, [mine])
+    return [*names, *(n[len(prefix):] for n in names if prefix and n.startswith(prefix)), name]
+
+
 def _kept(t: torch.Tensor, names: Sequence[str], keep: dict) -> torch.Tensor:
     """The slices of the model's tensor (known by ``names``) that the compact model keeps."""
     for axis in range(t.ndim):
@@ -370,7 +378,7 @@ def _check_buffers(res: Outcome, ref, compact, ref_before: dict, keep: dict) -> 
                 res.fail("buffers", f"{mine} is updated in forward by the model but missing from the compact model")
             continue
         name, theirs = matched[mine]
-        ok, d, _ = _close(_kept(b.detach(), [*aliases.get(mine, [mine]), name], keep), theirs.detach())
+        ok, d, _ = _close(_kept(b.detach(), _names(mine, name, aliases), keep), theirs.detach())
         if not ok:
             res.fail("buffers", f"{mine} after one call: compact differs from the zeroed model's "
                                 f"({'shape ' + str(tuple(theirs.shape)) if d == float('inf') else f'max|Δ| = {d:.3g}'})")
@@ -402,7 +410,7 @@ def _check_grads(res: Outcome, ref, compact, fresh, keep: dict, seed: int, remov
             continue
         if b is None:
             continue
-        ok, d, m = _close(_kept(gp_ref[mine], [*aliases.get(mine, [mine]), name], keep), b)
+        ok, d, m = _close(_kept(gp_ref[mine], _names(mine, name, aliases), keep), b)
         if not ok:
             bad.append(f"{name}: " + ("shape" if d == float("inf") else f"max|Δ| = {d:.3g} (max|g| = {m:.3g})"))
     if bad:
