@@ -163,9 +163,9 @@ def pass_through(call, x: Any, zero: bool | None) -> Slot:
 def sliced(call, s: Slot, index: tuple) -> Slot:
     """``s[index]`` (basic indexing). A slice that is empty keeps one position instead: an empty
     tensor has no values, but its other axes (heads) still shrink with their units, and a slot
-    with no elements would say nothing about them. A slice that cuts one position out of a channel
-    axis keeps it (an axis of one position reads as broadcast, so its removal could not be
-    followed); a strided slice keeps its axis whole (a stride cannot name the kept positions),
+    with no elements would say nothing about them. A slice that cuts one element out of a channel
+    axis (one position, or positions sharing one element) keeps it: such an axis reads as
+    broadcast, so its removal could not be followed; a strided slice keeps its axis whole (a stride cannot name the kept positions),
     which still lets units that are slabs along other axes (heads, for rotary halves) go."""
     fixed, ax = [], 0
     for i in index:
@@ -175,9 +175,11 @@ def sliced(call, s: Slot, index: tuple) -> Slot:
                 whole_axis(call, s.ids, ax, "is sliced with a stride along a channel axis by")
             if n == 0:
                 i = slice(0, 1)
-            elif n == 1 and s.ids.shape[ax] > 1:
-                one = (slice(None),) * ax + (i,)
-                call.require_kept(s.ids[one].reshape(1, -1), "is sliced to a single channel position by")
+            elif s.ids.shape[ax] > 1:
+                piece = np.moveaxis(s.ids[(slice(None),) * ax + (i,)], ax, 0)
+                if (piece == piece[:1]).all():  # one element along the axis: it reads as broadcast
+                    call.require_kept(piece.reshape(1, -1), "is sliced to a piece of one element along a channel "
+                                                            "axis by")
         fixed.append(i)
         ax += i is not None
     t = tuple(fixed)
