@@ -20,14 +20,15 @@ aten = torch.ops.aten
 # Ops whose size arguments may take a size read: the compact model reads the new size there, as it
 # should. Anywhere else (a scale ``1 / x.numel()``, ``x * x.shape[-1] ** -0.5``) the value must stay
 # the original one, so the axis it reads cannot shrink.
-_SIZE_TAKERS = {"view", "reshape", "expand", "new_zeros", "new_ones", "new_empty", "new_full", "zeros", "ones",
-                "empty", "full", "arange", "repeat", "unflatten", "narrow", "split", "tensor_split", "_assert",
+# Tensor constructors (``x.new_ones(x.shape)``, ``torch.zeros(B, C)``) are not among them: their result
+# carries no channel structure, so a channel axis they take the size of stays whole (batch and token
+# axes read there are fine: they never shrink).
+_SIZE_TAKERS = {"view", "reshape", "expand", "repeat", "unflatten", "narrow", "split", "tensor_split", "_assert",
                 "sym_constrain_range_for_size", "_assert_scalar", "interpolate", "flatten", "permute",
-                "transpose", "sym_size", "size", "expand_as", "view_as", "reshape_as", "randn", "rand",
-                "sym_constrain_range", "range", "_unsafe_view", "layer_norm", "group_norm", "rms_norm",
+                "transpose", "sym_size", "size", "expand_as", "view_as", "reshape_as",
+                "sym_constrain_range", "_unsafe_view", "layer_norm", "group_norm", "rms_norm",
                 "native_layer_norm", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-                "upsample_nearest2d", "upsample_bilinear2d", "pad", "slice", "select", "roll", "tile",
-                "new_tensor", "fill"}
+                "upsample_nearest2d", "upsample_bilinear2d", "pad", "slice", "select", "roll", "tile"}
 _SCALAR_OPS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.pow,
                operator.neg, operator.mod, math.sqrt, math.ceil, math.floor, builtins.int, builtins.float,
                builtins.max, builtins.min, operator.getitem}

@@ -1,0 +1,53 @@
+"""The measuring tools in tools/ run in CI in their quick forms, so none rots (their figures are
+not asserted: timings belong in the tables they print, not in tests)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tool(name: str, *args: str, timeout: float = 600) -> str:
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / f"{name}.py"), *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout, check=False)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return p.stdout
+
+
+def rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+
+
+def test_search_space_phases():
+    out = rows(tool("bench_search_space", "--quick", "--phases"))
+    assert [r[0] for r in out] == ["resnet18", "mobilenet_v3_small", "efficientnet_b0"]
+    for r in out:
+        steps = [float(c) for c in r[1:6]]
+        assert all(s >= 0 for s in steps) and float(r[6]) == pytest.approx(sum(steps), abs=0.003)
+
+
+def test_search_space_against_the_peer():
+    text = tool("bench_search_space", "--quick")
+    assert [r[0] for r in rows(text)] == ["resnet18", "mobilenet_v3_small", "efficientnet_b0"]
+    assert "models: 3; otograph over 1 s:" in text
+
+
+def test_llama_8b_shaped_analysis_on_two_layers():
+    text = tool("scale_llama", "--layers", "2")
+    assert "parameters" in text and "0.96 B" in text  # embeddings + 2 layers of LLaMA-3-8B shapes
+    assert re.search(r"groups / prunable\s+\d+ / \d+", text)
+    assert "2 (8 KV heads)" in text and "2 (14336 neurons)" in text
+
+
+def test_round_to_latency_quick():
+    out = rows(tool("round_to_latency", "--quick"))
+    assert [(r[0], r[1]) for r in out] == [(m, w) for m in ("resnet50", "mobilenet_v3_large")
+                                           for w in ("dense", "--round-to 1", "--round-to 8")]
+    for r in out:
+        cut = float(r[3].rstrip("%"))
+        assert cut == 0.0 if r[1] == "dense" else 50.0 <= cut <= 51.0
