@@ -206,3 +206,30 @@ def test_tied_weights_in_a_wrapper_are_checked_under_every_name(frontend):
 
     outcome = check_model(build, inputs, frontend=frontend, seed=3, fraction=0.5)
     assert outcome.removed and not outcome.failures, outcome.failures
+
+
+class _Centred(torch.nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv, self.reader = torch.nn.Conv2d(1, channels, 1), torch.nn.Conv2d(channels, 6, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.reader(x - x.mean(1, keepdim=True))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_trap_on_a_group_of_one_unit_is_kept(channels):
+    """Centring over channels mixes them (a trap), except over one channel, where it is zero; a
+    group of one unit is never removed anyway, so the trap check does not count it."""
+    def build():
+        torch.manual_seed(0)
+        return _Centred(channels)
+
+    def inputs(seed):
+        return (torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(seed)),)
+
+    traps = (("conv.weight", 0, None, "centre"),)
+    for frontend in ("fx", "export"):
+        outcome = check_model(build, inputs, frontend=frontend, seed=1, traps=traps)
+        assert not outcome.failures, outcome.failures
