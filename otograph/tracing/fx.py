@@ -91,6 +91,28 @@ def _recording_effects(tracer: fx.Tracer):
 
     stack: list[fx.Node] = []
     busy = [False]  # inside one of our switches: nested grad-mode calls are its implementation
+    # fx adds the node of an attribute read (``x.mT``) when the attribute is first used: read before
+    # a grad-mode switch and used after it, the view would run in the other mode. Such reads get
+    # their node at the switch (method calls, ``x.relu()``, never need one).
+    pending: list[fx.proxy.Attribute] = []
+    attribute = fx.proxy.Attribute
+    orig_init, orig_call = attribute.__dict__["__init__"], attribute.__dict__["__call__"]
+
+    def init(self, root, attr):
+        orig_init(self, root, attr)
+        pending.append(self)
+
+    def call(self, *args, **kwargs):
+        self._otograph_called = True
+        return orig_call(self, *args, **kwargs)
+
+    settled: list[fx.Node] = []
+
+    def settle() -> None:
+        for a in pending:
+            if a._node is None and not a.__dict__.get("_otograph_called"):  # (getattr would trace)
+                settled.append(a.node)
+        pending.clear()
 
     def recorded(action, orig):
         def wrapper(self, *a, **k):
@@ -106,11 +128,13 @@ def _recording_effects(tracer: fx.Tracer):
 
     def switch(mode: bool):
         def action(self, *a):
+            settle()
             stack.append(tracer.graph.call_function(torch.is_grad_enabled))
             tracer.graph.call_function(torch._C._set_grad_enabled, (bool(a[0]) if mode is None else mode,))
         return action
 
     def restore(self, *a) -> None:
+        settle()
         if stack:
             tracer.graph.call_function(torch._C._set_grad_enabled, (stack.pop(),))
 
@@ -122,6 +146,7 @@ def _recording_effects(tracer: fx.Tracer):
         setattr(cls, name, recorded(action, orig))
 
     function.apply = classmethod(apply)
+    attribute.__init__, attribute.__call__ = init, call
     try:
         patch(torch.no_grad, "__enter__", switch(False))
         patch(torch.no_grad, "__exit__", restore)
@@ -130,8 +155,12 @@ def _recording_effects(tracer: fx.Tracer):
         patch(torch.set_grad_enabled, "__init__", switch(None))  # the mode is its first argument
         patch(torch.set_grad_enabled, "__exit__", restore)
         yield
+        for n in settled:  # read and never used
+            if not n.users:
+                tracer.graph.erase_node(n)
     finally:
         function.apply = orig_apply
+        attribute.__init__, attribute.__call__ = orig_init, orig_call
         for cls, name, orig in reversed(patched):
             setattr(cls, name, orig)
 
