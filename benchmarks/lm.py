@@ -5,6 +5,7 @@ uniformly and trained from scratch, all at equal total tokens.
 
     python benchmarks/lm.py              # full: writes benchmarks/results/lm.json, docs/benchmarks.md
     python benchmarks/lm.py --quick      # a tiny model, a few steps (CI)
+    python benchmarks/lm.py --device cuda  # train on a GPU; tokens/s is still measured on the CPU
 
 Data (:mod:`benchmarks.stdlib_text`): the standard library's ``.py`` files, split by module, as bytes
 (vocabulary 256, no tokenizer to fit). Training batches are random windows of the training bytes (a
@@ -96,11 +97,11 @@ def config(r: Recipe, hidden: int | None = None, intermediate: int | None = None
                          head_dim=h // r.heads, max_position_embeddings=r.seq, tie_word_embeddings=False)
 
 
-def build(r: Recipe, hidden: int | None = None, intermediate: int | None = None):
+def build(r: Recipe, hidden: int | None = None, intermediate: int | None = None, device: str = "cpu"):
     import transformers as T
 
-    torch.manual_seed(r.seed)
-    return T.LlamaForCausalLM(config(r, hidden, intermediate))
+    torch.manual_seed(r.seed)  # initialised on the CPU: the same weights on every device
+    return T.LlamaForCausalLM(config(r, hidden, intermediate)).to(device)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -110,14 +111,15 @@ def build(r: Recipe, hidden: int | None = None, intermediate: int | None = None)
 class Corpus:
     train: torch.Tensor  # uint8
     held: torch.Tensor
-    windows: torch.Tensor  # (n, seq) held-out evaluation windows, long
+    windows: torch.Tensor  # (n, seq) held-out evaluation windows, long, on ``device``
+    device: str = "cpu"  # where the models train and the batches go
 
     def batch(self, r: Recipe, g: torch.Generator) -> torch.Tensor:
         start = torch.randint(0, len(self.train) - r.seq, (r.batch_size,), generator=g)
-        return torch.stack([self.train[s:s + r.seq] for s in start.tolist()]).long()
+        return torch.stack([self.train[s:s + r.seq] for s in start.tolist()]).long().to(self.device)
 
 
-def corpus(r: Recipe, limit: int | None = None) -> Corpus:
+def corpus(r: Recipe, limit: int | None = None, device: str = "cpu") -> Corpus:
     from benchmarks.stdlib_text import sources
 
     src = sources(limit)
@@ -125,7 +127,7 @@ def corpus(r: Recipe, limit: int | None = None) -> Corpus:
     held = torch.frombuffer(bytearray(src["held-out"]), dtype=torch.uint8)
     n = r.eval_windows
     starts = torch.linspace(0, len(held) - r.seq - 1, n).long()
-    return Corpus(train, held, torch.stack([held[s:s + r.seq] for s in starts.tolist()]).long())
+    return Corpus(train, held, torch.stack([held[s:s + r.seq] for s in starts.tolist()]).long().to(device), device)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -184,7 +186,7 @@ def perplexity(model, r: Recipe, c: Corpus) -> float:
 def tokens_per_s(models: dict[str, Any], r: Recipe, c: Corpus, repeats: int) -> dict[str, float]:
     """Forward throughput (batch ``batch_size`` x ``seq``) of each model as a ``torch.export`` graph, the
     median of ``repeats`` timed passes, the models interleaved (the machine's load hits all alike)."""
-    x = c.windows[:r.batch_size]
+    x = c.windows[:r.batch_size].cpu()
     runs = {}
     for name, m in models.items():
         m.eval()
@@ -215,9 +217,12 @@ class Models:
         self.folder.mkdir(parents=True, exist_ok=True)
         torch.save(model, self.folder / f"{name.replace(' ', '_')}.pt")
 
-    def get(self, name: str):
+    def get(self, name: str, cpu: bool = False):
+        """The model ``name``; ``cpu``: a copy on the CPU, read from disk (HESSO's: the full trained model)."""
+        f = self.folder / f"{name.replace(' ', '_')}.pt"
+        if cpu:
+            return torch.load(f, weights_only=False, map_location="cpu") if f.exists() else None
         if name not in self.mem:
-            f = self.folder / f"{name.replace(' ', '_')}.pt"
             if not f.exists():
                 return None
             self.mem[name] = torch.load(f, weights_only=False)
@@ -247,7 +252,7 @@ def run_hesso(r: Recipe, c: Corpus, base_params: int, keep: Models) -> dict[str,
     import otograph
     from hesso import HESSO, Target
 
-    model = build(r)
+    model = build(r, device=c.device)
     space = otograph.search_space(model, example(r, c), frontend="export")
     fraction = r.cut * space.prunable_params / space.total_params
     steps = max(r.periods, round(r.span * r.steps))
@@ -333,7 +338,7 @@ def tp_ratio(tp, r: Recipe, model, c: Corpus, method: str, target_params: int) -
 
 def run_tp(r: Recipe, c: Corpus, base_params: int, target_params: int, method: str, keep: Models) -> dict[str, Any]:
     tp = torch_pruning()
-    model = build(r)
+    model = build(r, device=c.device)
     try:  # Torch-Pruning's graph of the untrained model first: no training spent when it cannot prune it
         t0 = time.perf_counter()
         with time_limit(r.tp_graph_limit, "Torch-Pruning's dependency graph of the LLaMA model"):
@@ -386,7 +391,7 @@ def count_params_config(r: Recipe, h: int, i: int) -> int:
 
 def run_slim(r: Recipe, c: Corpus, base_params: int, target_params: int, keep: Models) -> dict[str, Any]:
     h, i = slim_size(r, target_params)
-    model = build(r, h, i)
+    model = build(r, h, i, c.device)
     opt = adamw(r, model.parameters())
     losses = train(model, opt, schedule(opt, r, r.steps), r, c, torch.Generator().manual_seed(r.seed), r.steps,
                    "uniform from scratch")
@@ -397,7 +402,7 @@ def run_slim(r: Recipe, c: Corpus, base_params: int, target_params: int, keep: M
 
 
 def run_dense(r: Recipe, c: Corpus, keep: Models) -> dict[str, Any]:
-    model = build(r)
+    model = build(r, device=c.device)
     opt = adamw(r, model.parameters())
     losses = train(model, opt, schedule(opt, r, r.steps), r, c, torch.Generator().manual_seed(r.seed), r.steps,
                    "dense")
@@ -428,7 +433,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
              f"from {r['start']:.0%} of the steps over {r['span']:.0%} of them, default saliency. Torch-Pruning "
              f"{env.get('torch_pruning')}: pruned after {r['steps'] // 2} steps, fine-tuned {r['steps'] - r['steps'] // 2} "
              f"({'a fresh warm-up and cosine' if r['tp_lr'] == 'restart' else 'the same cosine continued'}); Taylor "
-             f"gradients from {r['taylor_batches']} batches. Machine: {env['cpu']}, {env['threads']} threads, torch "
+             f"gradients from {r['taylor_batches']} batches. Trained on {meta.get('trained_on', 'cpu')}. "
+             f"Machine: {env['cpu']}, {env['threads']} threads, torch "
              f"{env['torch']}, transformers {env.get('transformers')}, commit {env.get('commit')}, {env.get('date')}. "
              f"One seed. Tokens/s: forward passes of {r['batch_size']} × {r['seq']} bytes, every model as a "
              f"`torch.export` graph (the compact model is one), median of {meta.get('repeats', '?')} interleaved "
@@ -472,6 +478,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = options(__doc__)
     ap.add_argument("--steps", type=int, default=None, help="training steps per method (default 600)")
+    ap.add_argument("--device", default="cpu", help="where the models train, e.g. cuda (default cpu); tokens/s is "
+                                                    "always timed on the CPU, --threads threads")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     r, limit, repeats = Recipe(), None, 7
@@ -482,8 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.steps:
         r = replace(r, steps=a.steps)
     out_json, md, images = where(a, "lm")
-    c = corpus(r, limit)
-    base = build(r)
+    c = corpus(r, limit, a.device)
+    base = build(r, device=a.device)
     import otograph
 
     space = otograph.search_space(base, example(r, c), frontend="export")
@@ -491,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     target_params = base_params - math.ceil(r.cut * space.prunable_params)
     meta = {"recipe": asdict(r), "env": environment(a.threads), "dense_params": base_params,
             "prunable_share": space.prunable_params / space.total_params, "target_params": target_params,
-            "train_bytes": len(c.train), "held_bytes": len(c.held), "repeats": repeats}
+            "train_bytes": len(c.train), "held_bytes": len(c.held), "repeats": repeats,
+            "trained_on": torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else a.device}
     del base, space
     store = Store(out_json, meta, a.redo)
     keep = Models(out_json.parent / "lm_models" if a.quick or a.out else Path.home() / ".cache" / "otograph-bench" / "lm")
@@ -505,9 +514,10 @@ def main(argv: list[str] | None = None) -> int:
             store.run(m, lambda m=m: run_tp(r, c, base_params, target_params, m, keep))
     store.run("uniform from scratch", lambda: run_slim(r, c, base_params, target_params, keep))
     names = [m for m in ("dense",) + METHODS if m in store.runs and "error" not in store.runs[m]]
-    models = {m: keep.get(m) for m in names}
+    models = {m: keep.get(m, cpu=c.device != "cpu") for m in names}
+    cpu = replace(c, windows=c.windows.cpu(), device="cpu")
     if "HESSO" in models and models["HESSO"] is not None and not isinstance(models["HESSO"], torch.fx.GraphModule):
-        models["HESSO"] = compact_of(r, c, models["HESSO"])
+        models["HESSO"] = compact_of(r, cpu, models["HESSO"])
     if all(v is not None for v in models.values()) and (a.redo or "tokens_per_s" not in store.runs
                                                          or set(store.runs["tokens_per_s"]) != set(names)):
         log("timing the models …")
