@@ -478,6 +478,7 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = options(__doc__)
     ap.add_argument("--steps", type=int, default=None, help="training steps per method (default 600)")
+    ap.add_argument("--seed", type=int, default=None, help="initialisation and batch order (default 0)")
     ap.add_argument("--device", default="cpu", help="where the models train, e.g. cuda (default cpu); tokens/s is "
                                                     "always timed on the CPU, --threads threads")
     a = ap.parse_args(argv)
@@ -489,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         limit, repeats = 6, 2
     if a.steps:
         r = replace(r, steps=a.steps)
+    if a.seed is not None:
+        r = replace(r, seed=a.seed)
     out_json, md, images = where(a, "lm")
     c = corpus(r, limit, a.device)
     base = build(r, device=a.device)
