@@ -237,3 +237,31 @@ def test_a_slice_of_one_head_zeroed_in_place(frontend):
             return self.head(y.mean(1))
 
     assert every_removal(Net(), torch.randn(2, 3, 2), frontend) >= 2
+
+
+class ScaledInputGate(nn.Module):
+    """The input concatenated to a prunable output, scaled by a per-channel parameter, then gated
+    (10,000-case run, seed 17, case 7,842): the parameter is zero once *its* rows are, so on the
+    input's channels those rows own the product; claiming it zero there with no owner let the gate's
+    units go with the head's columns kept (fx: max|Δ| 0.05)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.gamma = nn.Conv1d(2, 2, 1), nn.Parameter(torch.randn(4, 1) * 0.3 + 1.0)
+        self.gate, self.head = nn.Conv1d(4, 4, 1), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.cat([F.relu(self.conv(x)), x], 1) * self.gamma
+        with torch.no_grad():
+            g = torch.sigmoid(self.gate(x.mean(2, keepdim=True)))
+        return self.head((x * g).mean(2))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_a_parameter_scaling_an_input_owns_its_positions(frontend):
+    torch.manual_seed(0)
+    model = ScaledInputGate()
+    assert every_removal(model, torch.randn(2, 2, 3), frontend) >= 3
+    space = otograph.search_space(model.double(), torch.randn(2, 2, 3).double(), frontend=frontend)
+    owner = [g for g in space.prunable_groups if any(m.param == "gamma" and 3 in m.positions.tolist() for m in g.members)]
+    assert len(owner) == 1 and {"gate.weight", "head.weight"} <= {m.param for m in owner[0].members}

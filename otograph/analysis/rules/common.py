@@ -59,8 +59,8 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
             arrays.append(pad_left(s.ids, nd))
             zeros.append(pad_left(s.zero, nd))
         elif s.pax is not None:
-            pax_ops.append(((None,) * (nd - len(s.pax)) + tuple(s.pax), s))
-            zeros.append(np.array(s.pzero))
+            pax_ops.append(((None,) * (nd - len(s.pax)) + tuple(s.pax), s, len(zeros)))
+            zeros.append(np.array(s.pzero))  # refined below: only where its rows join the result's units
         elif shp is None and isinstance(x, (int, float, bool)):
             zeros.append(np.array(x == 0))
         else:
@@ -68,24 +68,32 @@ def join(call, operands: Sequence[Any], zero_mode: str) -> Slot:
     if not arrays:
         tensor_ops = [x for x in operands if call.shape(x) is not None]
         if len(pax_ops) == 1 and len(tensor_ops) == 1:  # a parameter and scalars: still the parameter
-            pax, s = pax_ops[0]
+            pax, s, _ = pax_ops[0]
             return Slot(pax=pax, pnames=s.pnames, pzero=bool(_combine(zero_mode, zeros)))
-        for _, s in pax_ops:
+        for _, s, _ in pax_ops:
             call.pin_slot(s, f"parameter {s.pnames[0]} is combined with other constants in {call.name}")
         return Slot()
     bshape = np.broadcast_shapes(*[a.shape for a in arrays])
     ids = merge_ids(call, arrays, bshape)
-    for pax, _ in pax_ops:
+    for pax, _, k in pax_ops:
         if zero_mode == "or" and _shared_across(pax, bshape):
             _param_axes_whole(call, ids, bshape, pax)
+            zeros[k] = np.array(False)  # the parameter keeps every position: never zeroed
             continue
+        attached = False
         for ax, p in enumerate(pax):
             if p is None:
                 continue
             if bshape[ax] > 1:
                 slab = np.moveaxis(np.broadcast_to(ids, bshape), ax, 0).reshape(bshape[ax], -1)
                 call.union(p[:, None], slab)
+                if zero_mode == "or":  # a product is zero wherever the row is: the row owns unowned positions
+                    ids = np.where(ids >= 0, ids, p.reshape([-1 if a == ax else 1 for a in range(nd)]))
+                attached = True
             # else: the parameter varies along an axis with no channel structure (e.g. tokens)
+        # the parameter is zero once *its* units are: that says something only where its rows joined
+        # the result's units (positions no unit owns would claim a zero nothing removes)
+        zeros[k] = np.logical_and(zeros[k], ids >= 0) if attached else np.array(False)
     zero = _combine(zero_mode, [np.broadcast_to(z, bshape) for z in zeros])
     return Slot(ids, np.array(zero))
 
