@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch.fx.experimental.symbolic_shapes import is_concrete_int
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from otograph.errors import TraceError
 
@@ -64,11 +64,32 @@ def dynamic_axes(gm: fx.GraphModule) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
+@contextlib.contextmanager
+def _dim_marks_restored(args: tuple, kwargs: dict) -> Iterator[None]:
+    """Leave the example tensors as they came: a failed ``torch.export`` can leave dynamo's dynamic-dim
+    marks on them, and a later export of the same tensors (our static fallback, the user's own) then
+    treats those axes as dynamic again and fails the same way."""
+    tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    before = [{k: v for k, v in vars(t).items() if k.startswith(_MARKS)} for t in tensors]
+    try:
+        yield
+    finally:
+        for t, kept in zip(tensors, before, strict=True):
+            for k in [k for k in vars(t) if k.startswith(_MARKS)]:
+                delattr(t, k)
+            for k, v in kept.items():
+                setattr(t, k, v)
+
+
+_MARKS = ("_dynamo_", "_has_dynamo_")
+
+
 def _export(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:
     if isinstance(dynamic_shapes, str) and dynamic_shapes == "auto":
         try:
-            return torch.export.export(model, args, kwargs, dynamic_shapes=auto_dynamic_shapes(model, args, kwargs),
-                                       strict=False)
+            with _dim_marks_restored(args, kwargs):
+                return torch.export.export(model, args, kwargs,
+                                           dynamic_shapes=auto_dynamic_shapes(model, args, kwargs), strict=False)
         except Exception as e:  # noqa: BLE001 - a static graph is still a valid trace
             log.info("export with dynamic shapes failed (%s); exporting for the example's shapes",
                      str(e).splitlines()[0] if str(e) else type(e).__name__)

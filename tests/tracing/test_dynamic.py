@@ -68,3 +68,21 @@ def test_static_shapes_on_request():
     assert otograph.trace(net, x, frontend="export", dynamic_shapes=None).dynamic == ((),)
     batch = torch.export.Dim("batch")
     assert otograph.trace(net, x, frontend="export", dynamic_shapes={"input": {0: batch}}).dynamic == ((0,),)
+
+
+def test_a_failed_dynamic_export_leaves_the_inputs_unmarked():
+    """``torch.export`` cannot solve the shape constraints of a strided conv before a pool
+    (sympy: NotImplementedError) and left dynamo's dynamic-dim marks on the example tensor, so the
+    static fallback failed the same way (fuzz finding, seed 18): the static graph is used and the
+    example tensor comes back as it was."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(2, 12, 3, stride=2, padding=1), torch.nn.AvgPool1d(2),
+                              torch.nn.Conv1d(12, 3, 1)).double()
+    x = torch.randn(2, 2, 6, dtype=torch.float64)
+    space = otograph.search_space(net, x, frontend="export")
+    assert not [k for k in vars(x) if "dynamo" in k]
+    torch.export.export(net, (x,), strict=False)  # the user's own export of the same tensor still works
+    units = {g.id: [0] for g in space.prunable_groups}
+    ref = copy.deepcopy(net)
+    space.zero_(ref, units)
+    assert units and _exact(ref(x), otograph.compress(ref, space, units)(x))
