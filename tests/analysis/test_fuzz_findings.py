@@ -265,3 +265,26 @@ def test_a_parameter_scaling_an_input_owns_its_positions(frontend):
     space = otograph.search_space(model.double(), torch.randn(2, 2, 3).double(), frontend=frontend)
     owner = [g for g in space.prunable_groups if any(m.param == "gamma" and 3 in m.positions.tolist() for m in g.members)]
     assert len(owner) == 1 and {"gate.weight", "head.weight"} <= {m.param for m in owner[0].members}
+
+
+class NormGroupWithInput(nn.Module):
+    """GroupNorm over a prunable output concatenated with the input (seed 19, case 1,931): the last
+    norm group holds channels of both, so it cannot go (the compact GroupNorm would get a channel
+    count its group count does not divide); the other groups still can."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.gn, self.head = nn.Conv2d(1, 8, 1), nn.GroupNorm(3, 9), nn.Linear(9, 3)
+
+    def forward(self, x):
+        return self.head(self.gn(torch.cat((F.gelu(self.conv(x)), x), 1)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_a_norm_group_holding_an_input_channel_stays(frontend):
+    torch.manual_seed(0)
+    model = NormGroupWithInput()
+    x = torch.randn(2, 1, 3, 3)
+    assert every_removal(model, x, frontend) >= 2
+    (group,) = otograph.search_space(model.double(), x.double(), frontend=frontend).prunable_groups
+    assert group.num_units == 2  # norm groups 0 and 1; group 2 (channels 6, 7 and the input's) stays
