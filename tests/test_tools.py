@@ -48,6 +48,9 @@ def test_round_to_latency_quick():
     out = rows(tool("round_to_latency", "--quick"))
     assert [(r[0], r[1]) for r in out] == [(m, w) for m in ("resnet50", "mobilenet_v3_large")
                                            for w in ("dense", "--round-to 1", "--round-to 8")]
-    for r in out:
+    for r in out:  # uniform widths: at least the target, within the step that rounding to 8 units makes
         cut = float(r[3].rstrip("%"))
-        assert cut == 0.0 if r[1] == "dense" else 50.0 <= cut <= 51.0
+        assert cut == 0.0 if r[1] == "dense" else 50.0 <= cut <= 53.0
+    out = rows(tool("round_to_latency", "--quick", "--selection", "hesso", "--models", "mobilenet_v3_large",
+                    "--round-to", "8"))
+    assert [r[1] for r in out] == ["dense", "--round-to 8"] and 50.0 <= float(out[1][3].rstrip("%")) <= 51.0

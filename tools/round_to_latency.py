@@ -4,10 +4,15 @@
     python tools/round_to_latency.py --quick                            # 64×64, batches 1 and 4: a smoke test
     python tools/round_to_latency.py --models resnet50 --round-to 1 8 16 --threads 4
 
-Each model is pruned to ``--target-flops`` (default 0.5) once per rounding: HESSO takes one step on
-a random batch with one pruning period of one step, so the units it removes are chosen by the exact
-FLOPs budget at that step and zeroed at once; ``otograph.compress`` builds the compact model. The
-dense model and every compact one are then timed (``otograph.report.latency.time_forward``: median
+Each model is pruned to ``--target-flops`` (default 0.5) once per rounding. ``--selection uniform``
+(the default): every prunable group keeps the same share of its units, rounded to a multiple of N
+(a group of fewer than N units stays whole), the share found by bisection so that the compact model
+has at least the target cut (``otograph.graph.cost.count_flops``). ``--selection hesso``: HESSO
+takes one step on a random batch with one pruning period of one step and ``group_divisible=N``, so
+the units it removes are those its saliency ranks lowest under the exact FLOPs budget; on random
+weights that empties the late, wide stages (ResNet-50: 8 of 256 channels left in layer3) and keeps
+the early ones whole, a shape no trained run gives, which is why it is not the default.
+``otograph.compress`` builds the compact model. The dense model and every compact one are then timed (``otograph.report.latency.time_forward``: median
 and 25th–75th percentile of forward passes, eval mode, no autograd) at each batch size, one after
 the other in the same process. Widths, not accuracy, decide latency, so no training is needed.
 Run it on a quiet machine: other jobs on the same cores make the spreads overlap.
@@ -43,6 +48,38 @@ def prune_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: i
     return otograph.compress(model.eval(), space).eval()
 
 
+def uniform_units(space, share: float, round_to: int) -> dict[str, list[int]]:
+    """Every prunable group drops ``share`` of its units and keeps a multiple of ``round_to`` of them
+    (at least ``round_to``; a group of fewer units stays whole). Which units go does not matter here."""
+    units = {}
+    for g in space.prunable_groups:
+        n = g.num_units
+        if n < max(2, round_to):
+            continue
+        keep = min(n, max(round_to, round(n * (1 - share) / round_to) * round_to))
+        if keep < n:
+            units[g.id] = list(range(keep, n))
+    return units
+
+
+def uniform_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: int) -> torch.nn.Module:
+    """A compact copy of ``model`` with at least ``target`` of its FLOPs removed by :func:`uniform_units`."""
+    model = copy.deepcopy(model).eval()
+    space = otograph.search_space(model, x[:1])
+    dense = count_flops(model, x[:1])
+    lo, hi, best = 0.0, 0.99, None
+    for _ in range(14):  # the smallest share whose compact model reaches the target
+        mid = (lo + hi) / 2
+        compact = otograph.compress(model, space, uniform_units(space, mid, round_to))
+        if 1 - count_flops(compact, x[:1]) / dense >= target:
+            hi, best = mid, compact
+        else:
+            lo = mid
+    if best is None:
+        raise SystemExit(f"{type(model).__name__}: no uniform share reaches {target:.0%} of the FLOPs")
+    return best.eval()
+
+
 def _cell(model: torch.nn.Module, x: torch.Tensor, batch: int, budget: float) -> str:
     t = time_forward(model, x, batch, budget_s=budget)
     return "n/a" if t is None else f"{t.median:.2f} ms [{t.low:.2f}–{t.high:.2f}]"
@@ -57,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of timed passes per cell")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--selection", choices=("uniform", "hesso"), default="uniform",
+                    help="which units go: the same share of every group (default), or one HESSO step")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="64×64 images, batches 1 and 4, 0.5 s per cell")
     args = ap.parse_args(argv)
@@ -67,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     import torchvision
 
     print(f"CPU, {torch.get_num_threads()} thread(s), {args.image_size}×{args.image_size}, "
-          f"{args.target_flops:.0%} FLOPs target; latency: median [25th–75th percentile]\n")
+          f"{args.target_flops:.0%} FLOPs target, {args.selection} selection; "
+          f"latency: median [25th–75th percentile]\n")
     head = ["model", "widths", "params", "FLOPs removed", *(f"batch {b}" for b in args.batch_sizes)]
     print("| " + " | ".join(head) + " |\n|" + "---|" * 2 + "---:|" * (len(head) - 2))
     for name in args.models:
@@ -75,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         dense = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
         x = torch.randn(2, 3, args.image_size, args.image_size)
         flops = count_flops(dense, x[:1])
-        rows = [("dense", dense)] + [(f"--round-to {n}", prune_to(dense, x, args.target_flops, n, args.seed))
-                                     for n in args.round_to]
+        rows = [("dense", dense)] + [
+            (f"--round-to {n}", uniform_to(dense, x, args.target_flops, n) if args.selection == "uniform"
+             else prune_to(dense, x, args.target_flops, n, args.seed)) for n in args.round_to]
         for label, m in rows:
             cut = 1 - count_flops(m, x[:1]) / flops
             cells = [_cell(m, x[:1], b, args.budget) for b in args.batch_sizes]
