@@ -12,9 +12,9 @@ takes one step on a random batch with one pruning period of one step and ``group
 the units it removes are those its saliency ranks lowest under the exact FLOPs budget; on random
 weights that empties the late, wide stages (ResNet-50: 8 of 256 channels left in layer3) and keeps
 the early ones whole, a shape no trained run gives, which is why it is not the default.
-``otograph.compress`` builds the compact model. The dense model and every compact one are then timed (``otograph.report.latency.time_forward``: median
-and 25th–75th percentile of forward passes, eval mode, no autograd) at each batch size, one after
-the other in the same process. Widths, not accuracy, decide latency, so no training is needed.
+``otograph.compress`` builds the compact model. The dense model and every compact one are then
+timed (``otograph.report.latency.time_forward``: median and 25th–75th percentile of forward passes,
+eval mode, no autograd) at each batch size, one after the other in the same process. Widths, not accuracy, decide latency, so no training is needed.
 Run it on a quiet machine: other jobs on the same cores make the spreads overlap.
 """
 
@@ -62,11 +62,12 @@ def uniform_units(space, share: float, round_to: int) -> dict[str, list[int]]:
     return units
 
 
-def uniform_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: int) -> torch.nn.Module:
-    """A compact copy of ``model`` with at least ``target`` of its FLOPs removed by :func:`uniform_units`."""
+def uniform_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: int,
+               dense: int) -> torch.nn.Module:
+    """A compact copy of ``model`` (``dense`` FLOPs at ``x[:1]``) with at least ``target`` of its FLOPs
+    removed by :func:`uniform_units`."""
     model = copy.deepcopy(model).eval()
     space = otograph.search_space(model, x[:1])
-    dense = count_flops(model, x[:1])
     lo, hi, best = 0.0, 0.99, None
     for _ in range(14):  # the smallest share whose compact model reaches the target
         mid = (lo + hi) / 2
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(2, 3, args.image_size, args.image_size)
         flops = count_flops(dense, x[:1])
         rows = [("dense", dense)] + [
-            (f"--round-to {n}", uniform_to(dense, x, args.target_flops, n) if args.selection == "uniform"
+            (f"--round-to {n}", uniform_to(dense, x, args.target_flops, n, flops) if args.selection == "uniform"
              else prune_to(dense, x, args.target_flops, n, args.seed)) for n in args.round_to]
         for label, m in rows:
             cut = 1 - count_flops(m, x[:1]) / flops

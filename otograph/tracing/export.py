@@ -64,6 +64,9 @@ def dynamic_axes(gm: fx.GraphModule) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
+_MARKS = ("_dynamo_", "_has_dynamo_")  # attributes torch.export's dynamic dims leave on a tensor
+
+
 @contextlib.contextmanager
 def _dim_marks_restored(args: tuple, kwargs: dict) -> Iterator[None]:
     """Leave the example tensors as they came: a failed ``torch.export`` can leave dynamo's dynamic-dim
@@ -79,9 +82,6 @@ def _dim_marks_restored(args: tuple, kwargs: dict) -> Iterator[None]:
                 delattr(t, k)
             for k, v in kept.items():
                 setattr(t, k, v)
-
-
-_MARKS = ("_dynamo_", "_has_dynamo_")
 
 
 def _export(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes: Any) -> torch.export.ExportedProgram:

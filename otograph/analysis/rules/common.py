@@ -173,8 +173,9 @@ def sliced(call, s: Slot, index: tuple) -> Slot:
     tensor has no values, but its other axes (heads) still shrink with their units, and a slot
     with no elements would say nothing about them. A slice that cuts one element out of a channel
     axis (one position, or positions sharing one element) keeps it: such an axis reads as
-    broadcast, so its removal could not be followed; a strided slice keeps its axis whole (a stride cannot name the kept positions),
-    which still lets units that are slabs along other axes (heads, for rotary halves) go."""
+    broadcast, so its removal could not be followed; a strided slice keeps its axis whole (a stride
+    cannot name the kept positions), which still lets units that are slabs along other axes (heads,
+    for rotary halves) go."""
     fixed, ax = [], 0
     for i in index:
         if isinstance(i, slice) and ax < s.ids.ndim and s.ids.shape[ax] > 0:

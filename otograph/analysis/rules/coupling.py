@@ -175,9 +175,10 @@ def _groupnorm(call):
     C = call.shape(x)[1]
     G = call.module.num_groups if call.module is not None else call.arg("num_groups")
     chan = np.moveaxis(np.broadcast_to(s.ids, s.ids.shape[:1] + (C,) + s.ids.shape[2:]), 1, 0).reshape(C, -1)
-    call.union_rows(chan.reshape(G, -1))  # a norm group is normalised together: it is one unit
+    norm_groups = chan.reshape(G, -1)
+    call.union_rows(norm_groups)  # a norm group is normalised together: it is one unit
     # ... and goes whole: a group holding channels no unit owns (an input's) cannot lose the others
-    call.require_one_unit(chan.reshape(G, -1), "shares a norm group with channels no unit owns in")
+    call.require_one_unit(norm_groups, "shares a norm group with channels no unit owns in")
     out = _affine(call, x, 1, True)
     affine = (call.module.weight if call.module is not None else call.tensor(call.arg("weight"))) is not None
     if not affine:
