@@ -482,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="where the models train, e.g. cuda (default cpu); tokens/s is "
                                                     "always timed on the CPU, --threads threads")
     a = ap.parse_args(argv)
+    try:  # before any work: a device torch does not know, or one this machine lacks
+        torch.empty(0, device=a.device)
+    except (RuntimeError, AssertionError) as e:
+        ap.error(f"--device {a.device}: {str(e).splitlines()[0]}")
     torch.set_num_threads(a.threads)
     r, limit, repeats = Recipe(), None, 7
     if a.quick:

@@ -94,6 +94,14 @@ def test_minilm_quick(tmp_path):
     assert "MiniLM" in res["md"] and (tmp_path / "images" / "minilm.png").exists()
 
 
+@pytest.mark.parametrize("device", ["nonsense", "cuda:99"])
+def test_lm_refuses_a_device_it_cannot_use(tmp_path, device):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lm.py"), "--quick", "--out", str(tmp_path / "out"),
+                        "--device", device], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 2 and f"--device {device}:" in p.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_lm_quick(tmp_path):
     res = run("lm", tmp_path)
     runs = res["data"]["runs"]

@@ -44,6 +44,13 @@ def test_llama_8b_shaped_analysis_on_two_layers():
     assert "2 (8 KV heads)" in text and "2 (14336 neurons)" in text
 
 
+def test_round_to_latency_refuses_an_unknown_selection():
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "round_to_latency.py"), "--selection", "random"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 2 and "--selection" in p.stderr.strip().splitlines()[-1]
+    assert p.stdout == ""
+
+
 def test_round_to_latency_quick():
     out = rows(tool("round_to_latency", "--quick"))
     assert [(r[0], r[1]) for r in out] == [(m, w) for m in ("resnet50", "mobilenet_v3_large")
