@@ -61,3 +61,26 @@ def test_round_to_latency_quick():
     out = rows(tool("round_to_latency", "--quick", "--selection", "hesso", "--models", "mobilenet_v3_large",
                     "--round-to", "8"))
     assert [r[1] for r in out] == ["dense", "--round-to 8"] and 50.0 <= float(out[1][3].rstrip("%")) <= 51.0
+
+
+def test_zoo_rows_file_resumes_and_writes_the_doc(tmp_path):
+    """Rows in the --rows file are reused, not run again; a new row is run and appended; a broken line is named."""
+    import json
+
+    rows_file, md = tmp_path / "rows.jsonl", tmp_path / "zoo.md"
+    kept = {"section": "torchvision", "name": "alexnet", "status": "exact", "reason": "from the file",
+            "frontend": "fx", "groups": 3, "prunable": 2, "prunable_share": 0.5, "removed50": 0.25,
+            "seconds": 1.0, "max_abs": 1.5e-17}
+    rows_file.write_text(json.dumps(kept) + "\n")
+    out = tool("zoo", "alexnet", "squeezenet1_0", "--rows", str(rows_file), "--out", str(md))
+    lines = rows_file.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0]) == kept
+    fresh = json.loads(lines[1])
+    assert fresh["name"] == "squeezenet1_0" and fresh["status"] == "exact" and fresh["max_abs"] < 1e-9
+    table = {r[0]: r for r in rows(md.read_text())}
+    assert table["alexnet"][-1] == "from the file" and table["alexnet"][3] == "3"
+    assert table["squeezenet1_0"][2] == "exact" and "alexnet" in out
+    rows_file.write_text(rows_file.read_text() + "not json\n")
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "zoo.py"), "alexnet", "--rows", str(rows_file)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode != 0 and f"{rows_file}:3: not a zoo row" in p.stderr
