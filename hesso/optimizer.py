@@ -282,10 +282,13 @@ class HESSO(torch.optim.Optimizer):
         self._rebuild()
 
     def _choose(self, scores: torch.Tensor, period: int) -> torch.Tensor:
-        alive = self._status == ACTIVE
+        active = self._status == ACTIVE
+        alive = active  # the units it may choose from: not those that save nothing toward the target
+        if self.budget.kind != "units":  # (MoE experts save no FLOPs: every routed pick still runs)
+            alive = active & (self.budget.unit_cost > 0).to(active.device)
         if self._exact is not None:  # the compact model's true cost, each weight counted once
             target = self.budget.period_target(period, 0.0)
-            chosen = select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~alive, self._exact,
+            chosen = select_exact(scores, alive, self.layout.offsets, self.layout.divisors, ~active, self._exact,
                                   target, slack=0.005 * self._exact.total)
 
             def reached(mask: torch.Tensor) -> bool:
@@ -302,7 +305,7 @@ class HESSO(torch.optim.Optimizer):
             return chosen
         chosen = equalize(chosen, scores, alive, self.layout.offsets, self.layout.divisors, self._kinds,
                           reached=reached if target > 0 else None)
-        mask = ~alive.cpu()
+        mask = ~active.cpu()
         mask[chosen] = True
         if target > 0 and not reached(mask):
             log.warning("uniform widths: period %d removes every unit it evenly can and still misses its %s "

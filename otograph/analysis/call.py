@@ -130,6 +130,15 @@ class Call:
     def pin(self, ids: np.ndarray | None, reason: str) -> None:
         self._an.pin(ids, reason)
 
+    def picked_by(self, index: fx.Node, ids: np.ndarray) -> None:
+        """Matrices ``ids`` (the first axis of a stacked parameter) are picked by the integer tensor
+        ``index``: each matrix is a unit together with the same matrix of every other stack picked
+        by that index (MoE experts: gate, up and down of expert e)."""
+        first = self._an.picks.setdefault(index, ids)
+        if first.shape == ids.shape:
+            self.union(first, ids)
+        self.mark_seen(ids)
+
     def pin_slot(self, s: Slot, reason: str) -> None:
         self._an.pin(s.ids, reason)
         for p in s.pax or ():

@@ -60,6 +60,8 @@ class Analysis:
         self.fibers: list[tuple[np.ndarray, str]] = []  # see require_one_unit
         self.kept_rows: list[tuple[np.ndarray, str]] = []  # see require_kept
         self._seen: list[np.ndarray] = []
+        #: per index tensor: the first-axis elements of the stacked parameters it picks matrices from
+        self.picks: dict[fx.Node, np.ndarray] = {}
         self.opaque_ops: dict[str, str] = {}
         #: per node: ``(share, axes)`` — that share of its FLOPs scales with these axes' kept shares
         self.flop_specs: dict[fx.Node, list[tuple[float, tuple]]] = {}

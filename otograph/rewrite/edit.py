@@ -3,9 +3,9 @@
 Reading: ``arg`` (the original call's arguments by schema name), ``shape`` (a value's original
 shape), ``keep``/``new_shape`` (which positions a value keeps), ``kept_rows`` (kept indices of a
 parameter axis). Writing: ``set_arg`` (into the copy, where the call holds it), ``gather``
-(index-select an operand along an axis), ``align_operands`` (gather operands no unit owns where
-they meet a shrinking axis), ``replace`` (the op's result is another new node), ``replace_value``
-(the op's tuple result becomes several new nodes), ``fail``.
+(index-select an operand along an axis), ``constant`` (a new buffer), ``align_operands`` (gather
+operands no unit owns where they meet a shrinking axis), ``replace`` (the op's result is another new
+node), ``replace_value`` (the op's tuple result becomes several new nodes), ``fail``.
 """
 
 from __future__ import annotations
@@ -167,6 +167,10 @@ class Edit:
             if not np.all(mine[keep]):
                 self.fail(f"operand {x} lost positions its result keeps on axis {axis}")
             self.gather(x, axis, keep[mine])
+
+    def constant(self, values: np.ndarray) -> fx.Node:
+        """A new constant of the compact model (a buffer), read where the graph is being edited."""
+        return self._b.constant(values)
 
     def replace(self, node: fx.Node) -> None:
         """Later ops read ``node`` (built from the copy's operands, or from the copy itself) instead of

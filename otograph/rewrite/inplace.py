@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
@@ -467,6 +468,25 @@ def _refuse_norm_divisors(model: nn.Module, space: SearchSpace, units: Mapping[s
                      f"otograph.compress(model, space, units) for a compact GraphModule that keeps it exact")
 
 
+def _refuse_picked_stacks(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> None:
+    """Whole matrices picked from a stacked parameter by an index tensor (MoE experts) go exactly in the
+    compact GraphModule, which maps the index onto the kept matrices; the model's own code would still
+    index the full stack, so in place they are refused before anything changes."""
+    res = space.analysis
+    picks = getattr(getattr(res, "analysis", None), "picks", None)
+    if not picks:
+        return
+    picked = set(res.labels[np.concatenate(list(picks.values()))].tolist())
+    for gid, removed in units.items():
+        if any(res.unit_comp.get((gid, u)) in picked for u in removed):
+            owner = space.group(gid).members[0].param.rpartition(".")[0]
+            raise ShrinkError(
+                f"group {gid!r} removes whole matrices that the code of {owner or 'the model'!r} picks by index "
+                f"(MoE experts); its code would still index the original stack", module=owner or None, op="index",
+                hint=f"leave group {gid!r} whole (each expert's neurons shrink in place), or use "
+                     f"otograph.compress(model, space, units) for a compact GraphModule that maps the index")
+
+
 def shrink_in_place(model: nn.Module, space: SearchSpace, units: Mapping[str, Iterable[int]] | None = None, *,
                     registry: Registry | None = None, attributes: AttributeRules | None = None,
                     check: bool = True, check_inputs: Iterable[Any] | None = None) -> nn.Module:
@@ -486,6 +506,7 @@ def shrink_in_place(model: nn.Module, space: SearchSpace, units: Mapping[str, It
         return target
     _check_names(model, plan, space.traced.tensor_shapes)
     _refuse_norm_divisors(model, space, units)
+    _refuse_picked_stacks(space, units)
     inputs, ref_outs = [], []
     if check:
         inputs, ref_outs = _reference(model, space, units, check_inputs)

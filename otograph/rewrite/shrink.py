@@ -70,10 +70,14 @@ class Builder:
 
     def keep_index(self, keep: np.ndarray) -> fx.Node:
         """A ``get_attr`` of a new buffer holding the kept positions of a mask."""
+        return self.constant(np.nonzero(keep)[0].astype(np.int64))
+
+    def constant(self, values: np.ndarray) -> fx.Node:
+        """A ``get_attr`` of a new buffer holding ``values`` (on the model's device)."""
         name = f"_otograph_keep_{self._n_keep}"
         self._n_keep += 1
         device = next((t.device for t in self.root.parameters()), None)
-        self.root.register_buffer(name, torch.as_tensor(np.nonzero(keep)[0], dtype=torch.long, device=device))
+        self.root.register_buffer(name, torch.as_tensor(values, device=device))
         return self.graph.get_attr(name)
 
     def run(self) -> fx.Graph:

@@ -87,15 +87,22 @@ def test_pretrained_minilm_on_real_sentences_is_exact():
 
 @pytest.mark.parametrize("model_type", ["mixtral", "qwen3_moe"])
 def test_moe_expert_neurons_are_units_and_exact(model_type):
-    """Experts as stacked tensors through transformers' batched_mm: neuron i of every expert (gate
-    and up rows, down column) is one unit; float64 works there (the grouped kernels refuse it)."""
+    """Experts as stacked tensors through transformers' batched_mm: a whole expert (its gate_up and
+    down matrices) is a unit, and so is neuron i of every expert (gate and up rows, down column);
+    float64 works there (the grouped kernels refuse it)."""
     from otograph.testing.zoo_models import _hf
 
     case = _hf(model_type)
     res = check_exact(case.model, case.example, case.fresh, frontend="export")
     v = res.verification
     assert v.max_ref > 1e-3 and v.exact and v.params_after == res.expected_params < v.params_before, v
-    experts = [g for g in res.space.prunable_groups if "experts" in g.id]
+    whole = [g for g in res.space.prunable_groups if g.id.endswith("mlp.experts")]
+    assert len(whole) == 2 and all(len(res.units.get(g.id, ())) >= 1 for g in whole)
+    assert {(m.param, m.axis) for m in whole[0].members} == {("layers.0.mlp.experts.gate_up_proj", 0),
+                                                              ("layers.0.mlp.experts.down_proj", 0)}
+    cfg = case.model.config
+    assert whole[0].num_units == (getattr(cfg, "num_local_experts", None) or cfg.num_experts) == 4
+    experts = [g for g in res.space.prunable_groups if "experts" in g.id and g not in whole]
     assert len(experts) == 2 and all(g.id in res.units for g in experts)
     g = experts[0]
     by_param = {(m.param, m.axis) for m in g.members}

@@ -230,16 +230,48 @@ def index_slot(call, s: Slot, shape, idx) -> Slot | None:
     return sliced(call, s, t)
 
 
-def _stacked_pick(s: Slot, shape, idx) -> Slot | None:
+def _stacked_pick(call, s: Slot, shape, idx) -> Slot | None:
     """``W[idx]``: a stack of matrices (a 3-D parameter) indexed along its first axis by an integer
-    tensor, one matrix per index (MoE experts picked by the routing); None for anything else."""
+    tensor, one matrix per index (MoE experts picked by the routing); None for anything else.
+
+    Each matrix is a unit (with the same matrix of the other stacks ``idx`` picks from): the compact
+    model picks a removed matrix as zeros (see :func:`_rewrite_pick`), exactly what the zeroed stack
+    gives, so nothing downstream needs to be zero-invariant."""
     info = idx.meta.get(META) if isinstance(idx, torch.fx.Node) else None
     if not isinstance(info, TensorInfo) or info.dtype == torch.bool or shape is None or len(shape) != 3:
         return None
+    if s.pax[0] is not None and s.pzero:
+        call.picked_by(idx, s.pax[0])
     return Slot(pax=(None,) * len(info.shape) + tuple(s.pax[1:]), pnames=s.pnames, pzero=s.pzero)
 
 
-@layout("index", [aten.index], accepts_params=True)
+def _rewrite_pick(edit, x, idx) -> bool:
+    """``W[idx]`` where the stack ``W`` lost whole matrices: the index is mapped onto the kept ones
+    and a removed matrix is picked as zeros (``where``), as in the zeroed model. False when ``W``
+    keeps every matrix (nothing to do)."""
+    keep = edit.keep(x).get(0)
+    if keep is None or not isinstance(idx, torch.fx.Node):
+        return False
+    remap = np.where(keep, np.cumsum(keep) - 1, 0).astype(np.int64)
+    g, new_idx = edit.graph, edit.new_value(idx)
+    with g.inserting_before(edit.new):
+        picked = g.call_function(torch.take, (edit.constant(remap), new_idx))
+        kept = g.call_function(torch.take, (edit.constant(keep.astype(bool)), new_idx))
+        for _ in range(len(edit.shape(x)) - 1):
+            kept = g.call_function(torch.unsqueeze, (kept, -1))
+    edit.new.replace_input_with(new_idx, picked)
+    with g.inserting_after(edit.new):
+        edit.replace(g.call_function(torch.where, (kept, edit.new, 0.0)))
+    return True
+
+
+def _rewrite_index(edit) -> None:
+    indices = list(edit.arg("indices"))
+    if len(indices) == 1:
+        _rewrite_pick(edit, edit.arg("input"), indices[0])
+
+
+@layout("index", [aten.index], rewrite=_rewrite_index, accepts_params=True)
 def _index(call):
     """``aten.index.Tensor(x, [None, idx, …])``: the ATen form of ``x[:, idx]``. A stack of weight
     matrices indexed along its first axis (``experts.gate_up_proj[expert_ids]``, MoE) is that
@@ -248,7 +280,7 @@ def _index(call):
     s, shape = call.slot(x), call.shape(x)
     if s.pax is not None:
         indices = list(call.arg("indices"))
-        out = _stacked_pick(s, shape, indices[0]) if len(indices) == 1 else None
+        out = _stacked_pick(call, s, shape, indices[0]) if len(indices) == 1 else None
         if out is None:
             call.pin_slot(s, f"parameter {s.pnames[0] if s.pnames else ''} is indexed by {call.name}")
         call.set_out(out or Slot())
@@ -265,6 +297,8 @@ def _index(call):
 
 
 def _rewrite_getitem(edit) -> None:
+    if _rewrite_pick(edit, edit.arg("input"), edit.arg("index")):
+        return
     x, idx = edit.arg("input"), edit.new_arg("index")
     xk = edit.keep(x)
     shape = edit.shape(x)
@@ -320,7 +354,7 @@ def _getitem(call):
         return
     s, shape = call.slot(x), call.shape(x)
     if s.pax is not None:
-        out = _stacked_pick(s, shape, idx) or _pax_index(s, shape, expand_index(idx, len(shape)))
+        out = _stacked_pick(call, s, shape, idx) or _pax_index(s, shape, expand_index(idx, len(shape)))
         if out is None:
             call.pin_slot(s, f"parameter {s.pnames[0]} is indexed with tensors by {call.name}")
         call.set_out(out or Slot())
