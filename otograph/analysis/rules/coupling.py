@@ -178,7 +178,7 @@ def _groupnorm(call):
     norm_groups = chan.reshape(G, -1)
     call.union_rows(norm_groups)  # a norm group is normalised together: it is one unit
     # ... and goes whole: a group holding channels no unit owns (an input's) cannot lose the others
-    call.require_one_unit(norm_groups, "shares a norm group with channels no unit owns in")
+    call.require_one_unit(norm_groups, "goes whole with its norm group (its channels are normalised together) in")
     out = _affine(call, x, 1, True)
     affine = (call.module.weight if call.module is not None else call.tensor(call.arg("weight"))) is not None
     if not affine:
