@@ -224,16 +224,44 @@ def _frame(s: Slot, letters: str, frame: str) -> tuple[np.ndarray | None, np.nda
     return ids.reshape(shape), zero.reshape(shape)
 
 
-@contraction("einsum", [torch.einsum, aten.einsum])
-def _einsum(call):
-    """Explicit-output einsum (``"bhid,bhjd->bhij"``): matmul's rule over named axes."""
-    if call.given("equation"):
-        eq, ops = call.arg("equation"), call.arg("tensors")
+def _einsum_args(c) -> tuple[str, list]:
+    """``(equation without spaces, operands)`` of an einsum call or edit."""
+    if c.arg("equation") is not None:
+        eq, ops = c.arg("equation"), c.arg("tensors")
     else:  # torch.einsum(equation, *operands)
-        eq, *ops = call.arg("args")
+        eq, *ops = c.arg("args")
     if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
         ops = ops[0]
-    eq = eq.replace(" ", "") if isinstance(eq, str) else ""
+    return (eq.replace(" ", "") if isinstance(eq, str) else ""), list(ops)
+
+
+def _rewrite_einsum(edit) -> None:
+    """An operand that keeps more positions along a letter than the operand (or result) owning that
+    letter is gathered to the kept ones (``"byhwc,hkc->byhwk"``: a relative-position table no unit
+    owns, against queries that lost head-dim positions, which are zero there)."""
+    eq, ops = _einsum_args(edit)
+    if "->" not in eq:
+        return
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    keep = {out[a]: k for a, k in edit.keep().items() if a < len(out)}
+    for x, term in zip(ops, terms, strict=True):
+        if isinstance(x, fx.Node):
+            for a, k in edit.keep(x).items():
+                keep.setdefault(term[a], k)
+    for x, term in zip(ops, terms, strict=True):
+        shp = edit.shape(x)
+        if not isinstance(x, fx.Node) or shp is None:
+            continue
+        for a, c in enumerate(term):
+            if c in keep and shp[a] > 1:
+                edit.align(x, a, keep[c])
+
+
+@contraction("einsum", [torch.einsum, aten.einsum], rewrite=_rewrite_einsum)
+def _einsum(call):
+    """Explicit-output einsum (``"bhid,bhjd->bhij"``): matmul's rule over named axes."""
+    eq, ops = _einsum_args(call)
     if "->" not in eq or "." in eq:
         call.opaque(f"{call.name} with equation {eq!r}")
         return
