@@ -6,9 +6,11 @@ ResNet-50, MobileNetV3-Large, EfficientNet-B0, ViT-B/16 and the LM of ``benchmar
     python benchmarks/latency.py --quick     # ResNet-18, a one-layer ViT and the tiny LM at 32x32, a 30 % cut,
                                              # one repeat (CI: the code path, not the figures)
 
-Which units go is HESSO's choice by magnitude alone (``importance={"magnitude": 1}``,
-``target_flops_reduction=0.5``, one pruning period of one step on a random batch, random initial weights:
-latency depends on the shapes, not on the values); the compact
+Which units go: every prunable group keeps the same share of its units, rounded to a multiple of
+``group_divisible`` (``hesso.uniform.uniform_units``: the share bisected on the exact cost model so the
+FLOPs cut is at least the target), random initial weights: latency depends on the shapes, not on
+the values. (Until 2026-11-27 this took one HESSO step by magnitude on random weights, which empties
+the late, wide stages of a ResNet and keeps the early ones whole, a shape no trained run gives.) The compact
 model comes from ``otograph.compress`` and is checked against the pruned model. The original is timed
 as the graph otograph builds with nothing removed (the same frontend and code path as the compact
 one). Timings: forward passes in eval mode under ``torch.inference_mode``, the original and both
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from hesso.uniform import uniform_units
 
 if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repository root holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,22 +89,6 @@ def call(model, x):
     return model(**x) if isinstance(x, dict) else model(x)
 
 
-def hesso_prune(model: torch.nn.Module, space, example: Any, divisor: int, cut: float) -> None:
-    """One HESSO step on a random batch with a single one-step period: the chosen units are zero after it."""
-    from hesso import HESSO
-
-    opt = HESSO(model, space, variant="sgd", lr=1e-3, target_flops_reduction=cut, start_pruning_step=0,
-                pruning_steps=1, pruning_periods=1, group_divisible=divisor, importance={"magnitude": 1.0})
-    model.train()
-    x = batched(example, 2)
-    out = call(model, x)
-    out = out.logits if hasattr(out, "logits") else out
-    out.float().square().mean().backward()
-    opt.step()
-    model.eval()
-    assert opt.metrics()["stage"] == "done"
-
-
 @torch.inference_mode()
 def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
     """Median and quartiles (ms) of ``rounds`` interleaved passes of every model, after ``warmup`` passes."""
@@ -142,7 +130,7 @@ def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float, batche
         graphs[b] = {"original": otograph.compress(model, space)}
         for d in DIVISORS:
             if b == BATCHES[0]:
-                hesso_prune(pruned[d], space, ex, d, cut)
+                space.zero_(pruned[d], uniform_units(space, cut, "flops", d))
             c = otograph.compress(pruned[d], space)
             check = otograph.verify(pruned[d], c, xb)
             graphs[b][f"gd{d}"] = c
@@ -159,7 +147,8 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
     meta, runs = data["meta"], data["runs"]
     env = meta["env"]
     lines = [f"## {TITLE}", "",
-             f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), HESSO's choice of units "
+             f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), "
+             f"{meta.get('selection', 'uniform widths (every group keeps the same share, rounded to `group_divisible`)')} "
              f"for a {meta['cut']:.0%} FLOPs target with `group_divisible` 1 and 8, compact model from "
              f"`otograph.compress`. Median CPU latency (ms) of "
              f"{', '.join(f'{n} interleaved rounds at batch {b}' for b, n in meta['rounds'].items())}, after "
@@ -260,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json, md, images = where(a, "latency")
     cut = 0.3 if a.quick else 0.5
     meta = {"env": environment(a.threads), "cut": cut, "rounds": rounds, "warmup": a.warmup,
+            "selection": "uniform widths (every group keeps the same share, rounded to `group_divisible`)",
             "batch1_only": sorted(only1), "lm_seq": 32 if a.quick else 256}
     store = Store(out_json, meta, a.redo)
     for name in models:

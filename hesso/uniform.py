@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["default_kind", "kinds_of", "equalize"]
+__all__ = ["default_kind", "kinds_of", "equalize", "share_units", "uniform_units"]
 
 
 def default_kind(group: Any) -> Hashable:
@@ -104,3 +104,59 @@ def equalize(chosen: torch.Tensor, scores: torch.Tensor, alive: torch.Tensor, of
             break
         _, target, mask = best
     return (mask & alive).nonzero().flatten()
+
+
+def share_units(groups: Sequence[Any], share: float, divisor: int = 1) -> dict[str, list[int]]:
+    """Every prunable group drops ``share`` of its units and keeps a multiple of ``divisor`` of them
+    (at least ``divisor``; a group of fewer units stays whole); its last units go. The uniformly
+    slimmed network, as a ``{group id: [unit, …]}`` choice (which units go does not matter for shapes).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> groups = [NS(id="a", num_units=64, prunable=True), NS(id="b", num_units=6, prunable=True)]
+        >>> {k: len(v) for k, v in share_units(groups, 0.5, divisor=8).items()}
+        {'a': 32}
+    """
+    units = {}
+    for g in groups:
+        n = g.num_units
+        if not g.prunable or n < max(2, divisor):
+            continue
+        keep = min(n, max(divisor, round(n * (1 - share) / divisor) * divisor))
+        if keep < n:
+            units[g.id] = list(range(keep, n))
+    return units
+
+
+def uniform_units(space: Any, target: float, kind: str = "flops", divisor: int = 1,
+                  steps: int = 30) -> dict[str, list[int]]:
+    """:func:`share_units` with the smallest share whose removal cuts at least ``target`` of the
+    space's ``kind`` (``"flops"`` or ``"params"``, the exact cost model of the compact model: a weight
+    between two shrinking groups costs kept rows × kept columns), found by bisection. A baseline for
+    HESSO's own choice, and the shapes for latency measurements. Raises ``ValueError`` when removing
+    every unit it evenly can still misses the target.
+    """
+    from hesso.budget import ExactReduction
+
+    groups = [g for g in space.groups if g.prunable]
+    offsets = torch.tensor([0, *torch.cumsum(torch.tensor([g.num_units for g in groups]), 0).tolist()])
+    reduction = ExactReduction(space.costs, kind, [g.id for g in groups], offsets)
+    index = {g.id: i for i, g in enumerate(groups)}
+
+    def cut(units: dict[str, list[int]]) -> float:
+        mask = torch.zeros(int(offsets[-1]), dtype=torch.bool)
+        for gid, us in units.items():
+            mask[int(offsets[index[gid]]) + torch.as_tensor(us)] = True
+        return reduction(mask) / max(1.0, reduction.total)
+
+    lo, hi = 0.0, 1.0
+    if cut(share_units(groups, hi, divisor)) < target:
+        raise ValueError(f"uniform widths cannot cut {target:.0%} of the {kind}: "
+                         f"{cut(share_units(groups, hi, divisor)):.1%} at most")
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if cut(share_units(groups, mid, divisor)) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return share_units(groups, hi, divisor)

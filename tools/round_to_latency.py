@@ -7,7 +7,7 @@
 Each model is pruned to ``--target-flops`` (default 0.5) once per rounding. ``--selection uniform``
 (the default): every prunable group keeps the same share of its units, rounded to a multiple of N
 (a group of fewer than N units stays whole), the share found by bisection so that the compact model
-has at least the target cut (``otograph.graph.cost.count_flops``). ``--selection hesso``: HESSO
+has at least the target cut (``hesso.uniform.uniform_units``, on the exact cost model). ``--selection hesso``: HESSO
 takes one step on a random batch with one pruning period of one step and ``group_divisible=N``, so
 the units it removes are those its saliency ranks lowest under the exact FLOPs budget; on random
 weights that empties the late, wide stages (ResNet-50: 8 of 256 channels left in layer3) and keeps
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 import otograph
 from hesso import HESSO
+from hesso.uniform import uniform_units
 from otograph.graph.cost import count_flops, count_params
 from otograph.report.latency import time_forward
 
@@ -48,37 +49,16 @@ def prune_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: i
     return otograph.compress(model.eval(), space).eval()
 
 
-def uniform_units(space, share: float, round_to: int) -> dict[str, list[int]]:
-    """Every prunable group drops ``share`` of its units and keeps a multiple of ``round_to`` of them
-    (at least ``round_to``; a group of fewer units stays whole). Which units go does not matter here."""
-    units = {}
-    for g in space.prunable_groups:
-        n = g.num_units
-        if n < max(2, round_to):
-            continue
-        keep = min(n, max(round_to, round(n * (1 - share) / round_to) * round_to))
-        if keep < n:
-            units[g.id] = list(range(keep, n))
-    return units
-
-
-def uniform_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: int,
-               dense: int) -> torch.nn.Module:
-    """A compact copy of ``model`` (``dense`` FLOPs at ``x[:1]``) with at least ``target`` of its FLOPs
-    removed by :func:`uniform_units`."""
+def uniform_to(model: torch.nn.Module, x: torch.Tensor, target: float, round_to: int) -> torch.nn.Module:
+    """A compact copy of ``model`` with at least ``target`` of its FLOPs removed, every group keeping
+    the same share of its units, rounded to ``round_to`` (:func:`hesso.uniform.uniform_units`)."""
     model = copy.deepcopy(model).eval()
     space = otograph.search_space(model, x[:1])
-    lo, hi, best = 0.0, 0.99, None
-    for _ in range(14):  # the smallest share whose compact model reaches the target
-        mid = (lo + hi) / 2
-        compact = otograph.compress(model, space, uniform_units(space, mid, round_to))
-        if 1 - count_flops(compact, x[:1]) / dense >= target:
-            hi, best = mid, compact
-        else:
-            lo = mid
-    if best is None:
-        raise SystemExit(f"{type(model).__name__}: no uniform share reaches {target:.0%} of the FLOPs")
-    return best.eval()
+    try:
+        units = uniform_units(space, target, "flops", round_to)
+    except ValueError as e:
+        raise SystemExit(f"{type(model).__name__}: {e}") from None
+    return otograph.compress(model, space, units).eval()
 
 
 def _cell(model: torch.nn.Module, x: torch.Tensor, batch: int, budget: float) -> str:
@@ -117,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(2, 3, args.image_size, args.image_size)
         flops = count_flops(dense, x[:1])
         rows = [("dense", dense)] + [
-            (f"--round-to {n}", uniform_to(dense, x, args.target_flops, n, flops) if args.selection == "uniform"
+            (f"--round-to {n}", uniform_to(dense, x, args.target_flops, n) if args.selection == "uniform"
              else prune_to(dense, x, args.target_flops, n, args.seed)) for n in args.round_to]
         for label, m in rows:
             cut = 1 - count_flops(m, x[:1]) / flops

@@ -75,3 +75,28 @@ def test_uniform_hesso_removes_the_same_count_per_layer_and_meets_its_target(kin
         assert measured >= 0.3 and measured == pytest.approx(opt.metrics()["param_reduction"], abs=1e-9)
     else:
         assert sum(removed.values()) >= int(0.3 * sum(g.num_units for g in space.prunable_groups))
+
+
+@pytest.mark.parametrize("kind", ["flops", "params"])
+def test_uniform_units_reach_a_measured_target_with_rounded_widths(kind):
+    """Every group keeps the same share, rounded to 8, and the compact model's measured cut (FLOPs by
+    torch.utils.flop_counter, or parameters) is at least the target, within the rounding's step."""
+    import torchvision
+
+    import otograph
+    from hesso.uniform import uniform_units
+    from otograph.graph.cost import count_flops, count_params
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 32, 32)
+    space = otograph.search_space(model, x)
+    units = uniform_units(space, 0.5, kind, divisor=8)
+    compact = otograph.compress(model, space, units)
+    measured = (1 - count_flops(compact, x) / count_flops(model, x) if kind == "flops"
+                else 1 - count_params(compact) / count_params(model))
+    assert 0.5 <= measured <= 0.56, measured
+    for g in space.prunable_groups:
+        kept = g.num_units - len(units.get(g.id, []))
+        assert kept % 8 == 0 or kept == g.num_units
+    with pytest.raises(ValueError, match="cannot cut"):
+        uniform_units(space, 1.0, kind, divisor=8)
