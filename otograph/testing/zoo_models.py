@@ -259,14 +259,24 @@ def _hf_config(model_type: str):
     return cfg
 
 
-def _hf(model_type: str) -> Case:
+#: rows of families with a task head (a bare model returns its hidden states, so their width stays):
+#: row name → (model type, auto class)
+HF_HEADS = {"bert-cls": ("bert", "AutoModelForSequenceClassification"), "llama-lm": ("llama", "AutoModelForCausalLM"),
+            "qwen2-lm": ("qwen2", "AutoModelForCausalLM")}
+
+
+def _hf(model_type: str, auto: str = "AutoModel") -> Case:
     import transformers as T
+
+    from otograph.testing.transformers import norms_in_model_dtype
 
     cfg = _hf_config(model_type)
     if hasattr(cfg, "_experts_implementation"):  # MoE: the batched experts (no data-dependent loop, any dtype)
         cfg._experts_implementation = "batched_mm"
     torch.manual_seed(0)
-    model = T.AutoModel.from_config(cfg).eval()
+    model = getattr(T, auto).from_config(cfg).eval()
+    if auto != "AutoModel":  # the hidden size shrinks: HF's RMSNorm would add float32 rounding to a float64 check
+        norms_in_model_dtype(model)
     g = torch.Generator().manual_seed(0)
 
     def batch():
@@ -283,7 +293,8 @@ def _hf(model_type: str) -> Case:
 
 
 def transformers_families() -> Rows:
-    return [(t, lambda t=t: _hf(t), "exact") for t in HF_FAMILIES]
+    return ([(t, lambda t=t: _hf(t), "exact") for t in HF_FAMILIES]
+            + [(name, lambda t=t, a=a: _hf(t, a), "exact") for name, (t, a) in HF_HEADS.items()])
 
 
 # ---- Ultralytics YOLO -----------------------------------------------------------------------------
