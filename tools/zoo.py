@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, help="JSON-lines file of finished rows: reused, and new rows appended")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
     a = ap.parse_args(argv)
+    done = _load(a.rows) if a.rows else {}
     secs = zoo.sections(a.section)
     if a.list:
         for title, entries in secs.items():
@@ -103,7 +104,6 @@ def main(argv=None) -> int:
     out = a.out or ("docs/zoo.md" if full else None)
     parts, bad = [INTRO.format(torch=torch.__version__, transformers=_version("transformers"),
                                timm=_version("timm"))], 0
-    done = _load(a.rows) if a.rows else {}
     for title, entries in secs.items():
         if a.models:
             entries = [e for e in entries if e.name in a.models]
