@@ -250,7 +250,7 @@ def _rewrite_pick(edit, x, idx) -> bool:
     and a removed matrix is picked as zeros (``where``), as in the zeroed model. False when ``W``
     keeps every matrix (nothing to do)."""
     keep = edit.keep(x).get(0)
-    if keep is None or not isinstance(idx, torch.fx.Node):
+    if keep is None or not isinstance(idx, torch.fx.Node) or not edit.is_param_value(x):
         return False
     remap = np.where(keep, np.cumsum(keep) - 1, 0).astype(np.int64)
     g, new_idx = edit.graph, edit.new_value(idx)
