@@ -95,10 +95,15 @@ class CostModel:
             inc = np.repeat(np.arange(self.inc_factor.shape[0]), n)
             pair = order[np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)]
             unit = offsets[self.inc_group[inc]] + self.inc_unit[inc]
-            keys, where = np.unique(unit * t.full.shape[0] + t.term[pair], return_inverse=True)
-            kept = np.ones(keys.shape[0])
-            np.multiply.at(kept, where, 1.0 - self.inc_count[inc] / np.maximum(self.sizes[self.inc_factor[inc]], 1))
-            np.add.at(out, keys // t.full.shape[0], t.full[keys % t.full.shape[0]] * (1.0 - kept))
+            T = t.full.shape[0]
+            key = unit * T + t.term[pair]
+            share = 1.0 - self.inc_count[inc] / np.maximum(self.sizes[self.inc_factor[inc]], 1)
+            by_key = np.argsort(key, kind="stable")  # (unit, term) pairs together, in their first order
+            key, share = key[by_key], share[by_key]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            kept = np.multiply.reduceat(share, starts)  # what a term keeps once the unit is gone
+            keys = key[starts]
+            out += np.bincount(keys // T, t.full[keys % T] * (1.0 - kept), minlength=out.shape[0])
         return [out[offsets[i]:offsets[i + 1]] for i in range(counts.shape[0])]
 
     def __repr__(self) -> str:
@@ -107,12 +112,9 @@ class CostModel:
 
 
 class _Builder:
-    def __init__(self, an, labels: np.ndarray, unit_comp: Mapping[tuple[str, int], int], group_ids: list[str]):
+    def __init__(self, an, labels: np.ndarray, group_of: np.ndarray, unit_of: np.ndarray):
         self.an, self.labels = an, labels
-        self.gu = np.full((labels.shape[0], 2), -1, np.int64)  # component → (group index, unit)
-        index = {g: i for i, g in enumerate(group_ids)}
-        for (gid, u), c in unit_comp.items():
-            self.gu[c] = (index[gid], u)
+        self.gu = np.stack([group_of, unit_of], 1)  # component → (group index, unit), -1 for none
         self.factors: dict[tuple, int] = {}
         self.sizes: list[int] = []
         self.inc: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -169,13 +171,14 @@ class _Builder:
                          inc[2].astype(np.int64), inc[3].astype(float), tuple(group_ids))
 
 
-def build_costs(an, labels: np.ndarray, unit_comp: Mapping[tuple[str, int], int], group_ids: list[str]) -> CostModel:
+def build_costs(an, labels: np.ndarray, group_of: np.ndarray, unit_of: np.ndarray, group_ids: list[str]) -> CostModel:
     """The cost model of an analysed graph: a term per parameter tensor and per op that counted FLOPs.
 
-    A parameter scales with every axis the analysis knows; an op's FLOPs with the axes its rule
-    declared (``Call.flop_axes``), or not at all (an op no unit can shrink).
+    ``group_of``/``unit_of``: per component, the index (in ``group_ids``) of its group and its unit
+    there (-1: none). A parameter scales with every axis the analysis knows; an op's FLOPs with the
+    axes its rule declared (``Call.flop_axes``), or not at all (an op no unit can shrink).
     """
-    b = _Builder(an, labels, unit_comp, group_ids)
+    b = _Builder(an, labels, group_of, unit_of)
     seen: set[int] = set()
     for name, p in an.gm.named_parameters():
         if id(p) in seen:

@@ -38,16 +38,17 @@ class AnalysisResult:
 
 def _slab_aligned(L: np.ndarray) -> np.ndarray:
     """Labels (≥0) whose positions are not a union of whole slabs along any single axis."""
-    flat = L.ravel()
-    labs, inv = np.unique(flat, return_inverse=True)
-    ok = np.zeros(labs.size, bool)
+    uniform = []
     for a in range(L.ndim):
         moved = np.moveaxis(L, a, 0).reshape(L.shape[a], -1)
-        uniform = (moved == moved[:, :1]).all(1)
-        pos_u = np.broadcast_to(uniform.reshape([-1 if i == a else 1 for i in range(L.ndim)]), L.shape).ravel()
-        bad = np.zeros(labs.size, np.int64)
-        np.add.at(bad, inv, ~pos_u)
-        ok |= bad == 0
+        uniform.append((moved == moved[:, :1]).all(1))
+        if uniform[-1].all():  # every slab along this axis holds one label: all of them are aligned
+            return np.zeros(0, L.dtype)
+    labs, inv = np.unique(L.ravel(), return_inverse=True)
+    ok = np.zeros(labs.size, bool)
+    for a, u in enumerate(uniform):
+        pos_u = np.broadcast_to(u.reshape([-1 if i == a else 1 for i in range(L.ndim)]), L.shape).ravel()
+        ok |= np.bincount(inv, weights=~pos_u, minlength=labs.size) == 0
     return labs[(~ok) & (labs >= 0)]
 
 
@@ -58,7 +59,9 @@ def _align(an: Analysis, n: int) -> np.ndarray:
     for _ in range(20):
         added = False
         # a pinned component is never removed: how it lies in a tensor does not matter
-        pinned = np.unique(labels[np.concatenate([ids for ids, _ in an.pins])]) if an.pins else np.zeros(0, np.int64)
+        pinned = np.zeros(n + 1, bool)  # by label; the last entry stands for -1 (no unit)
+        if an.pins:
+            pinned[labels[np.concatenate([ids for ids, _ in an.pins])]] = True
         for s in (s for v in an.slots.values() for s in flatten_slots(v)):
             if s.ids is None:
                 continue
@@ -67,7 +70,7 @@ def _align(an: Analysis, n: int) -> np.ndarray:
                 continue
             ids = s.ids.reshape([s.ids.shape[a] for a in vary])
             L = np.where(ids >= 0, labels[np.maximum(ids, 0)], -1)
-            L[np.isin(L, pinned)] = -1
+            L[pinned[L]] = -1
             bad = _slab_aligned(L)
             if bad.size == 0:
                 continue
@@ -110,12 +113,12 @@ def build_space(an: Analysis) -> SearchSpace:
                    reasons[0] if reasons else None)
         unit_comp.update({(g.id, u): c for u, c in enumerate(comps)})
         groups.append(g)
-    costs = build_costs(an, labels, unit_comp, [g.id for g in groups])
+    costs = build_costs(an, labels, group_of, unit_of, [g.id for g in groups])
     saved = {k: costs.unit_savings(k, [g.num_units for g in groups]) for k in KINDS}
     groups = [dataclasses.replace(g, unit_params=torch.from_numpy(saved["params"][i]),
                                   unit_flops=torch.from_numpy(saved["flops"][i])) for i, g in enumerate(groups)]
     result = AnalysisResult(an, labels, unit_comp)
-    _annotate(an, result, groups)
+    _annotate(an, result, groups, group_of)
     return SearchSpace(groups, costs.total("params"), costs.total("flops"), tuple(sorted(set(an.opaque_ops.values()))),
                        an.traced, result, prunable_params=_prunable_params(groups, params), graph=an.graph,
                        costs=costs)
@@ -212,9 +215,10 @@ def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, st
         for c in np.unique(lab[~split, 0]).tolist():
             fiber_comps.setdefault(c, reason)
     pinned: dict[int, str] = {}
-    for ids, reason in an.pins:
-        for c in np.unique(labels[ids]).tolist():
-            pinned.setdefault(c, reason)
+    if an.pins:  # each pinned component with the reason of the first pin that reached it
+        comps, first = np.unique(labels[np.concatenate([ids for ids, _ in an.pins])], return_index=True)
+        pin_of = np.searchsorted(np.cumsum([ids.size for ids, _ in an.pins]), first, side="right")
+        pinned = {c: an.pins[i][1] for c, i in zip(comps.tolist(), pin_of.tolist(), strict=True)}
     _pin_removable_rows(an, labels, cand, pinned)
     # a reduction whose fibers merged a whole space into a single unit leaves nothing to remove
     if fiber_comps:
@@ -257,17 +261,15 @@ def _prunable_params(groups: list[Group], params: dict) -> int:
     return total
 
 
-def _annotate(an: Analysis, res: AnalysisResult, groups: list[Group]) -> None:
-    """Each node of the dependency graph gets ``groups``: the ids of the groups its value carries."""
-    group_of = np.full(res.labels.shape[0], -1, np.int64)  # component → index of its group
-    index = {g.id: i for i, g in enumerate(groups)}
-    for (gid, _u), c in res.unit_comp.items():
-        group_of[c] = index[gid]
+def _annotate(an: Analysis, res: AnalysisResult, groups: list[Group], group_of: np.ndarray) -> None:
+    """Each node of the dependency graph gets ``groups``: the ids of the groups its value carries
+    (``group_of``: component → index of its group, -1 for none)."""
     for node, v in an.slots.items():
         arrays = [a for s in flatten_slots(v) for a in ([s.ids] if s.ids is not None else list(s.pax or ()))
                   if a is not None]
-        found = np.unique(np.concatenate([group_of[res.labels[a[a >= 0]]] for a in arrays])) if arrays else []
-        an.graph.nodes[node.name]["groups"] = tuple(groups[i].id for i in found if i >= 0)
+        found = (np.flatnonzero(np.bincount(np.concatenate([group_of[res.labels[a[a >= 0]]] for a in arrays]) + 1,
+                                            minlength=len(groups) + 1)[1:]) if arrays else [])
+        an.graph.nodes[node.name]["groups"] = tuple(groups[i].id for i in found)
 
 
 def _group_id(members: list[Member], used: dict[str, int]) -> str:

@@ -140,6 +140,9 @@ def _crossed(call, operands: Sequence[Any], nd: int) -> list:
     ops = [(x, pad_left(i, nd)) for x, i in ops if i is not None and i.size > 1]
     if len(ops) < 2:
         return []
+    varying = [{a for a in range(nd) if i.shape[a] > 1} for _, i in ops]
+    if all(u & v for k, u in enumerate(varying) for v in varying[k + 1:]):
+        return []  # every operand shares an axis with every other: nothing crosses
     lead, ids = max(ops, key=lambda o: np.unique(o[1][o[1] >= 0]).size)
     axes = {a for a in range(nd) if ids.shape[a] > 1}
     out = [x for x, i in ops if x is not lead and not axes & {a for a in range(nd) if i.shape[a] > 1}]
