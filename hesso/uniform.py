@@ -138,6 +138,8 @@ def uniform_units(space: Any, target: float, kind: str = "flops", divisor: int =
     """
     from hesso.budget import ExactReduction
 
+    if kind not in ("flops", "params"):
+        raise ValueError(f"uniform_units: kind must be 'flops' or 'params', not {kind!r}")
     groups = [g for g in space.groups if g.prunable]
     offsets = torch.tensor([0, *torch.cumsum(torch.tensor([g.num_units for g in groups]), 0).tolist()])
     reduction = ExactReduction(space.costs, kind, [g.id for g in groups], offsets)

@@ -73,7 +73,7 @@ def _load(path: str) -> dict[tuple[str, str], zoo.Row]:
         try:
             row = zoo.Row(**json.loads(line))
         except (ValueError, TypeError) as e:
-            raise SystemExit(f"{path}:{n}: not a zoo row ({e}); delete the line or the file") from None
+            raise ValueError(f"{path}:{n}: not a zoo row ({e}); delete the line or the file") from None
         rows[row.section, row.name] = row
     return rows
 
@@ -95,7 +95,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, help="JSON-lines file of finished rows: reused, and new rows appended")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks")
     a = ap.parse_args(argv)
-    done = _load(a.rows) if a.rows else {}
+    try:
+        done = _load(a.rows) if a.rows else {}
+    except ValueError as e:
+        ap.error(f"--rows: {e}")  # exit 2, nothing run or written
     secs = zoo.sections(a.section)
     if a.list:
         for title, entries in secs.items():

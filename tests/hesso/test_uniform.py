@@ -100,3 +100,5 @@ def test_uniform_units_reach_a_measured_target_with_rounded_widths(kind):
         assert kept % 8 == 0 or kept == g.num_units
     with pytest.raises(ValueError, match="cannot cut"):
         uniform_units(space, 1.0, kind, divisor=8)
+    with pytest.raises(ValueError, match="kind must be 'flops' or 'params', not 'units'"):
+        uniform_units(space, 0.5, "units")
