@@ -166,7 +166,12 @@ def _canonical(key: str, sig: _Sig) -> str:
 
 def _signatures(node: fx.Node, module: torch.nn.Module | None) -> list[_Sig]:
     if node.op == "call_module":
-        return _python_sigs(type(module).forward, skip_self=True) if module is not None else []
+        if module is None:
+            return []
+        try:
+            return _forward_sigs(type(module).forward)
+        except TypeError:  # an unhashable forward
+            return _python_sigs(type(module).forward, skip_self=True)
     if node.op == "call_method":
         return _method_sigs(node.target)
     target = node.target
@@ -210,6 +215,13 @@ def _schema_sig(schema, method: bool = False) -> _Sig:
     if method:
         params.sort(key=lambda p: p.name != "input")
     return tuple(params)
+
+
+@cache
+def _forward_sigs(forward: Any) -> list[_Sig]:
+    """A module class's ``forward`` (``self`` skipped), read once per class: every call of the layer
+    binds against it."""
+    return _python_sigs(forward, skip_self=True)
 
 
 def _function_sigs(fn: Any) -> list[_Sig]:
