@@ -117,7 +117,7 @@ class _Builder:
         self.gu = np.stack([group_of, unit_of], 1)  # component → (group index, unit), -1 for none
         self.factors: dict[tuple, int] = {}
         self.sizes: list[int] = []
-        self.inc: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.held: list[tuple[int, np.ndarray]] = []  # (factor, the components at its positions)
         self.terms = {k: ([], [], []) for k in KINDS}  # full, term, factor
 
     def factor(self, key: tuple, size: int, unit_of_position: np.ndarray) -> int:
@@ -128,12 +128,20 @@ class _Builder:
         self.sizes.append(size)
         comp = unit_of_position[unit_of_position >= 0]
         if comp.size:
-            comps, counts = np.unique(comp, return_counts=True)
-            gu = self.gu[comps]
-            ok = gu[:, 0] >= 0
-            if ok.any():
-                self.inc.append((np.full(int(ok.sum()), f), gu[ok, 0], gu[ok, 1], counts[ok]))
+            self.held.append((f, comp))
         return f
+
+    def incidences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(factor, group, unit, count)``: how many positions of each factor each unit holds, by
+        factor then component (one count over every factor's positions)."""
+        if not self.held:
+            return (np.zeros(0, np.int64),) * 3 + (np.zeros(0),)
+        n = self.gu.shape[0]
+        fs = np.repeat(np.array([f for f, _ in self.held], np.int64), [c.size for _, c in self.held])
+        keys, counts = np.unique(fs * n + np.concatenate([c for _, c in self.held]), return_counts=True)
+        gu = self.gu[keys % n]
+        ok = gu[:, 0] >= 0
+        return keys[ok] // n, gu[ok, 0], gu[ok, 1], counts[ok].astype(float)
 
     def param_factor(self, name: str, axis: int) -> int | None:
         e = self.an.table.entries.get((name, axis))
@@ -163,12 +171,9 @@ class _Builder:
             facs.append(f)
 
     def build(self, group_ids: list[str]) -> CostModel:
-        inc = [np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in zip(*self.inc, strict=True)] \
-            if self.inc else [np.zeros(0, np.int64)] * 4
         terms = {k: _Terms(np.asarray(v[0], float), np.asarray(v[1], np.int64), np.asarray(v[2], np.int64))
                  for k, v in self.terms.items()}
-        return CostModel(terms, np.asarray(self.sizes, np.int64), inc[0].astype(np.int64), inc[1].astype(np.int64),
-                         inc[2].astype(np.int64), inc[3].astype(float), tuple(group_ids))
+        return CostModel(terms, np.asarray(self.sizes, np.int64), *self.incidences(), tuple(group_ids))
 
 
 def build_costs(an, labels: np.ndarray, group_of: np.ndarray, unit_of: np.ndarray, group_ids: list[str]) -> CostModel:

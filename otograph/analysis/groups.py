@@ -107,9 +107,10 @@ def build_space(an: Analysis) -> SearchSpace:
     unit_of = np.full(labels.shape[0], -1, np.int64)   # component → its unit in that group
     for gi, (_, comps) in enumerate(found):
         group_of[comps], unit_of[comps] = gi, np.arange(len(comps))
+    segments = _segments(labels, entries, group_of, unit_of)
     for gi, (eis, comps) in enumerate(found):
         reasons = [pinned[c] for c in comps if c in pinned]
-        g = _group(an, labels, [entries[i] for i in eis], gi, group_of, unit_of, len(comps), used_ids,
+        g = _group(an, [(entries[i], segments[gi, i]) for i in eis], len(comps), used_ids,
                    reasons[0] if reasons else None)
         unit_comp.update({(g.id, u): c for u, c in enumerate(comps)})
         groups.append(g)
@@ -230,15 +231,32 @@ def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, st
     return pinned
 
 
-def _group(an: Analysis, labels: np.ndarray, entries: list, gi: int, group_of: np.ndarray, unit_of: np.ndarray,
-           num_units: int, used_ids: dict, reason: str | None) -> Group:
-    """Group ``gi`` and its members (positions and units per tensor axis); costs come later."""
-    members = []
-    for e in entries:
-        lab = labels[e.start:e.start + e.size]
-        pos = np.flatnonzero(group_of[lab] == gi)
-        members.append(Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(unit_of[lab[pos]]),
-                              e.role, e.size, an.grad_free.get((e.param, e.axis), False)))
+def _segments(labels: np.ndarray, entries: list, group_of: np.ndarray,
+              unit_of: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``(group, entry) → (positions, units)``: where along the entry's axis the group's units sit,
+    for every pair at once (one sort of the table's elements by group and entry)."""
+    if not entries:
+        return {}
+    ids = np.concatenate([e.ids for e in entries])
+    entry_of = np.repeat(np.arange(len(entries)), [e.size for e in entries])
+    g = group_of[labels[ids]]
+    keep = np.flatnonzero(g >= 0)
+    if not keep.size:
+        return {}
+    keep = keep[np.lexsort((entry_of[keep], g[keep]))]  # by group, then entry, positions in order
+    gk, ek = g[keep], entry_of[keep]
+    pos = ids[keep] - np.array([e.start for e in entries], np.int64)[ek]
+    units = unit_of[labels[ids[keep]]]
+    cuts = np.flatnonzero((gk[1:] != gk[:-1]) | (ek[1:] != ek[:-1])) + 1
+    bounds = np.r_[0, cuts, keep.size].tolist()
+    return {(int(gk[a]), int(ek[a])): (pos[a:b].copy(), units[a:b].copy())
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+
+
+def _group(an: Analysis, parts: list, num_units: int, used_ids: dict, reason: str | None) -> Group:
+    """A group from its ``(entry, (positions, units))`` parts; costs come later."""
+    members = [Member(e.param, e.axis, torch.from_numpy(pos), torch.from_numpy(units), e.role, e.size,
+                      an.grad_free.get((e.param, e.axis), False)) for e, (pos, units) in parts]
     zeros = torch.zeros(num_units, dtype=torch.float64)
     return Group(_group_id(members, used_ids), num_units, tuple(members), reason is None, reason, zeros, zeros)
 

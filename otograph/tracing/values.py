@@ -167,13 +167,26 @@ def to_meta(x: Any) -> Any:
 
 @contextlib.contextmanager
 def meta_state(module: torch.nn.Module):
-    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data)."""
-    from torch.nn.utils.stateless import _reparametrize_module
+    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data).
 
-    state = {name: to_meta(t) for name, t in list(module.named_parameters(remove_duplicate=False))
-             + list(module.named_buffers(remove_duplicate=False))}
-    with _reparametrize_module(module, state, tie_weights=True, strict=False):
+    The tensors are swapped in the modules' own ``_parameters``/``_buffers`` dicts (a tensor held in
+    several places gets one meta copy): several times cheaper than ``torch.func``'s
+    reparametrisation, which matters in a pass that is otherwise a few milliseconds."""
+    saved: list[tuple[dict, str, torch.Tensor]] = []
+    copies: dict[int, torch.Tensor] = {}
+    try:
+        for mod in module.modules():
+            for held in (mod._parameters, mod._buffers):
+                for name, t in held.items():
+                    if t is not None:
+                        if id(t) not in copies:
+                            copies[id(t)] = to_meta(t)
+                        saved.append((held, name, t))
+                        held[name] = copies[id(t)]
         yield
+    finally:
+        for held, name, t in reversed(saved):
+            held[name] = t
 
 
 def run_fake(interp: fx.Interpreter, inputs: list, *, strict: tuple[type[BaseException], ...] = ()) -> Any:
