@@ -26,7 +26,7 @@ import inspect
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import torch
@@ -217,7 +217,7 @@ def _schema_sig(schema, method: bool = False) -> _Sig:
     return tuple(params)
 
 
-@cache
+@lru_cache(maxsize=1024)  # bounded: fx makes a class (and a forward) per GraphModule
 def _forward_sigs(forward: Any) -> list[_Sig]:
     """A module class's ``forward`` (``self`` skipped), read once per class: every call of the layer
     binds against it."""
