@@ -189,6 +189,7 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
     for b in BATCHES:
         head += [f"batch {b}: ms", "latency cut", "ratio"]
     lines += [table(head, rows, "lr" + "r" * (len(head) - 2)), ""]
+
     def ratios(d: int) -> list[tuple[str, float]]:
         out = []
         for name in CNNS:

@@ -44,6 +44,15 @@ def test_llama_8b_shaped_analysis_on_two_layers():
     assert "2 (8 KV heads)" in text and "2 (14336 neurons)" in text
 
 
+def test_llama_static_export_finds_the_same_groups():
+    def summary(text: str) -> list[str]:
+        return [" ".join(line.split()) for line in text.splitlines() if "groups" in line or "params in prunable" in line]
+
+    dynamic, static = tool("scale_llama", "--layers", "1"), tool("scale_llama", "--layers", "1", "--static")
+    assert "dynamic shapes (s)" in dynamic and "static shapes (s)" in static
+    assert summary(static) == summary(dynamic) and len(summary(static)) == 4
+
+
 def test_round_to_latency_refuses_an_unknown_selection():
     p = subprocess.run([sys.executable, str(ROOT / "tools" / "round_to_latency.py"), "--selection", "random"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
