@@ -123,10 +123,13 @@ def test_latency_quick(tmp_path):
     runs, cut = res["data"]["runs"], res["data"]["meta"]["cut"]
     assert set(runs) == {"resnet50", "vit_b_16", "lm"}
     for rec in runs.values():
-        for d in (1, 8):
+        for d in (1, 8, 16):
             g = rec[f"gd{d}"]
-            assert cut - 0.01 <= g["flops_cut"] < cut + 0.1 and g["max_abs_diff"] < 1e-4
+            assert g["flops_cut"] >= cut - 0.01 and g["max_abs_diff"] < 1e-4
+            if d < 16:  # the quick models' widths (32–128) move in steps of 16 = 12–50 % at once
+                assert g["flops_cut"] < cut + 0.1
         for b in (1, 32):
             assert all(t["median"] > 0 for t in rec[f"batch{b}"].values())
-            assert set(rec[f"batch{b}"]) == {"original", "gd1", "gd8"}
+            assert set(rec[f"batch{b}"]) == {"original", "gd1", "gd8", "gd16"}
+        assert rec["rounds"] == res["data"]["meta"]["rounds"]  # each run records how it was timed
     assert "ratio" in res["md"] and (tmp_path / "images" / "latency.png").exists()
