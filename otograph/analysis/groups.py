@@ -96,7 +96,8 @@ def build_space(an: Analysis) -> SearchSpace:
     """Components of the unions → units; units with the same members → groups; costs per unit."""
     labels = _align(an, an.table.size)
     entries = list(an.table.entries.values())
-    cand = _candidates(an, labels, entries)
+    elements = _elements(entries)
+    cand = _candidates(an, labels, len(entries), elements)
     pinned = _pinned(an, labels, cand)
     params = dict(an.gm.named_parameters())
     groups: list[Group] = []
@@ -107,7 +108,7 @@ def build_space(an: Analysis) -> SearchSpace:
     unit_of = np.full(labels.shape[0], -1, np.int64)   # component → its unit in that group
     for gi, (_, comps) in enumerate(found):
         group_of[comps], unit_of[comps] = gi, np.arange(len(comps))
-    segments = _segments(labels, entries, group_of, unit_of)
+    segments = _segments(labels, entries, elements, group_of, unit_of)
     for gi, (eis, comps) in enumerate(found):
         reasons = [pinned[c] for c in comps if c in pinned]
         g = _group(an, [(entries[i], segments[gi, i]) for i in eis], len(comps), used_ids,
@@ -159,14 +160,22 @@ class _Candidates:
         return out
 
 
-def _candidates(an: Analysis, labels: np.ndarray, entries: list) -> _Candidates:
+def _elements(entries: list) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, entry_of)``: the table's elements, entry by entry, and the entry each belongs to."""
+    if not entries:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (np.concatenate([e.ids for e in entries]),
+            np.repeat(np.arange(len(entries)), [e.size for e in entries]))
+
+
+def _candidates(an: Analysis, labels: np.ndarray, num_entries: int,
+                elements: tuple[np.ndarray, np.ndarray]) -> _Candidates:
     """Components some value carries, with the table entries (tensor axes) each touches."""
     seen = np.zeros(labels.shape[0], bool)
     seen[labels[an.seen()]] = True
-    E = max(1, len(entries))
-    # the table's elements are 0 … n-1, entry by entry: pair each element's component with its entry
-    entry_of = np.repeat(np.arange(len(entries)), [e.size for e in entries]) if entries else np.zeros(0, np.int64)
-    comp = labels[np.concatenate([e.ids for e in entries])] if entries else np.zeros(0, np.int64)
+    E = max(1, num_entries)
+    ids, entry_of = elements  # pair each element's component with its entry
+    comp = labels[ids]
     pairs = _sorted_unique(comp * E + entry_of)
     comps, ents = pairs // E, pairs % E
     keep = seen[comps]
@@ -231,14 +240,11 @@ def _pinned(an: Analysis, labels: np.ndarray, cand: _Candidates) -> dict[int, st
     return pinned
 
 
-def _segments(labels: np.ndarray, entries: list, group_of: np.ndarray,
+def _segments(labels: np.ndarray, entries: list, elements: tuple[np.ndarray, np.ndarray], group_of: np.ndarray,
               unit_of: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """``(group, entry) → (positions, units)``: where along the entry's axis the group's units sit,
     for every pair at once (one sort of the table's elements by group and entry)."""
-    if not entries:
-        return {}
-    ids = np.concatenate([e.ids for e in entries])
-    entry_of = np.repeat(np.arange(len(entries)), [e.size for e in entries])
+    ids, entry_of = elements
     g = group_of[labels[ids]]
     keep = np.flatnonzero(g >= 0)
     if not keep.size:
