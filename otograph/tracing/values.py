@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from torch.utils._pytree import tree_map
 from otograph.errors import UnsupportedInput
 
 __all__ = ["META", "FLOPS", "SAME_SHAPE", "TensorInfo", "info_of", "normalize_inputs", "flat_inputs", "eval_mode", "fake_mode",
-           "run_fake", "fake_state", "meta_state", "to_meta", "batch_like", "unwrap"]
+           "run_fake", "fake_state", "meta_state", "swapped_state", "to_meta", "batch_like", "unwrap"]
 
 log = logging.getLogger(__name__)
 
@@ -140,21 +140,38 @@ def fake_mode():
 
 
 @contextlib.contextmanager
-def fake_state(module: torch.nn.Module, mode=None):
+def swapped_state(module: torch.nn.Module, copy: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+    """For the block, every parameter and buffer ``t`` of ``module`` is ``copy(t)`` (``None``: kept).
+
+    The tensors are swapped in the modules' own ``_parameters``/``_buffers`` dicts, as ``torch.func``'s
+    reparametrisation does, without its name lookups (several times cheaper, which matters in a
+    pass of a few milliseconds); a tensor held in several places gets one copy, so ties stay tied."""
+    saved: list[tuple[dict, str, torch.Tensor]] = []
+    copies: dict[int, torch.Tensor | None] = {}
+    try:
+        for mod in module.modules():
+            for held in (mod._parameters, mod._buffers):
+                for name, t in held.items():
+                    if t is None:
+                        continue
+                    if id(t) not in copies:
+                        copies[id(t)] = copy(t)
+                    if copies[id(t)] is not None:
+                        saved.append((held, name, t))
+                        held[name] = copies[id(t)]
+        yield
+    finally:
+        for held, name, t in reversed(saved):
+            held[name] = t
+
+
+def fake_state(module: torch.nn.Module, mode=None) -> contextlib.AbstractContextManager:
     """For the block, ``module``'s parameters and buffers are fake copies (``mode`` given) or, for a
     real run, its buffers are clones: whatever the code writes in place, the real ones stay as
     they were."""
-    from torch.nn.utils.stateless import _reparametrize_module
-
-    state = {}
-    for name, t in list(module.named_parameters(remove_duplicate=False)) + list(
-            module.named_buffers(remove_duplicate=False)):
-        if mode is not None:
-            state[name] = mode.from_tensor(t)
-        elif not isinstance(t, torch.nn.Parameter):
-            state[name] = t.clone()
-    with _reparametrize_module(module, state, tie_weights=True, strict=False):
-        yield
+    if mode is not None:
+        return swapped_state(module, mode.from_tensor)
+    return swapped_state(module, lambda t: None if isinstance(t, torch.nn.Parameter) else t.clone())
 
 
 def to_meta(x: Any) -> Any:
@@ -165,28 +182,9 @@ def to_meta(x: Any) -> Any:
     return x
 
 
-@contextlib.contextmanager
-def meta_state(module: torch.nn.Module):
-    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data).
-
-    The tensors are swapped in the modules' own ``_parameters``/``_buffers`` dicts (a tensor held in
-    several places gets one meta copy): several times cheaper than ``torch.func``'s
-    reparametrisation, which matters in a pass that is otherwise a few milliseconds."""
-    saved: list[tuple[dict, str, torch.Tensor]] = []
-    copies: dict[int, torch.Tensor] = {}
-    try:
-        for mod in module.modules():
-            for held in (mod._parameters, mod._buffers):
-                for name, t in held.items():
-                    if t is not None:
-                        if id(t) not in copies:
-                            copies[id(t)] = to_meta(t)
-                        saved.append((held, name, t))
-                        held[name] = copies[id(t)]
-        yield
-    finally:
-        for held, name, t in reversed(saved):
-            held[name] = t
+def meta_state(module: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """For the block, ``module``'s parameters and buffers are meta tensors (shapes only, no data)."""
+    return swapped_state(module, to_meta)
 
 
 def run_fake(interp: fx.Interpreter, inputs: list, *, strict: tuple[type[BaseException], ...] = ()) -> Any:
