@@ -39,7 +39,7 @@ from otograph.analysis.registry import BUILTIN, Registry
 from otograph.analysis.space import SearchSpace, named_tensors
 from otograph.errors import RewriteError
 from otograph.rewrite.attributes import ATTRIBUTE_RULES, AttributeRules, CannotResize
-from otograph.rewrite.plan import Plan, make_plan
+from otograph.rewrite.plan import Plan, make_plan, take
 from otograph.tracing.values import eval_mode, flat_inputs, unwrap
 
 __all__ = ["shrink_in_place", "ShrinkError", "check_inputs_for", "resize_modules", "norm_in"]
@@ -131,11 +131,9 @@ def _slice(model: nn.Module, plan: Plan, journal: _Journal) -> dict[str, tuple[i
         if id(t) in done:  # a tied tensor reached under another name
             continue
         done.add(id(t))
-        new = t.detach()
         for axis, keep in axes:
-            changed[name] = (axis, new.shape[axis], len(keep))
-            new = new.index_select(axis, torch.as_tensor(keep, device=t.device))
-        new = new.clone()
+            changed[name] = (axis, t.shape[axis], len(keep))
+        new = take(t, axes)
         repl = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
         for mod, attr in where[id(t)]:
             journal.save(mod)

@@ -6,12 +6,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.fx as fx
 
 from otograph.analysis.slots import Slot, flatten_slots
 from otograph.analysis.space import SearchSpace
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["Plan", "make_plan", "take"]
 
 
 @dataclass
@@ -67,3 +68,17 @@ def make_plan(space: SearchSpace, units: Mapping[str, Iterable[int]]) -> Plan:
             values[node] = ks
     pvals = frozenset(n for n, s in res.analysis.slots.items() if isinstance(s, Slot) and s.pax is not None)
     return Plan(params, values, removed, pvals)
+
+
+def take(t: torch.Tensor, cuts: Iterable[tuple[int, np.ndarray]]) -> torch.Tensor:
+    """A new tensor holding ``t``'s kept positions along each ``(axis, keep)`` of ``cuts``, in ``t``'s
+    memory format: a channels-last conv weight stays channels-last (``index_select`` alone returns a
+    contiguous tensor, and the compact model would lose the layout the user chose for speed)."""
+    new = t.detach()
+    for axis, keep in cuts:
+        new = new.index_select(axis, torch.as_tensor(keep, device=t.device))
+    fmt = torch.contiguous_format
+    if not t.is_contiguous():
+        fmt = next((f for f, n in ((torch.channels_last, 4), (torch.channels_last_3d, 5))
+                    if t.dim() == n and t.is_contiguous(memory_format=f)), fmt)
+    return new.clone(memory_format=fmt)

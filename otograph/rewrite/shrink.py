@@ -21,7 +21,7 @@ from otograph.analysis.space import named_tensors
 from otograph.errors import RewriteError
 from otograph.graph.effects import is_impure
 from otograph.rewrite.edit import Edit
-from otograph.rewrite.plan import Plan
+from otograph.rewrite.plan import Plan, take
 from otograph.tracing.values import META, TensorInfo, unwrap
 
 __all__ = ["shrink", "Builder", "refuse_baked_casts"]
@@ -44,10 +44,7 @@ def _slice_tensors(root: nn.Module, plan: Plan) -> None:
         by_name.setdefault(name, []).append((axis, keep))
     for name, cuts in by_name.items():
         t = named[name]
-        new = t.detach()
-        for axis, keep in cuts:
-            new = new.index_select(axis, torch.as_tensor(keep, device=t.device))
-        new = new.clone()
+        new = take(t, cuts)
         repl = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
         for mod, attr in where[id(t)]:
             if attr in mod._parameters:

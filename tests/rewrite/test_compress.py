@@ -3,6 +3,7 @@
 
 import copy
 
+import pytest
 import torch
 
 import otograph
@@ -23,3 +24,27 @@ def test_zero_then_compress_from_zeros_is_exact():
     assert v.max_abs <= 1e-12 and v.params_after < v.params_before and v.flops_after < v.flops_before
     assert isinstance(compact, torch.fx.GraphModule)
     assert compact.get_submodule("c.0").out_channels == 14 and compact.fc1.in_channels == 14
+
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_a_depthwise_net_shrinks_exactly_and_keeps_its_memory_format(fmt, inplace):
+    """MobileNetV3's depthwise convs lose whole conv groups, in a compact graph and in place (where
+    ``groups`` follows the sliced weight); a channels-last model stays channels-last (CPU CNNs run
+    fastest so; slicing with ``index_select`` alone returns contiguous weights)."""
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.mobilenet_v3_small(num_classes=10).double().eval().to(memory_format=fmt)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.double).contiguous(memory_format=fmt)
+    space = otograph.search_space(model, x)
+    units = {g.id: [0, 1] for g in space.prunable_groups}
+    ref = copy.deepcopy(model)
+    space.zero_(ref, units)
+    out = otograph.compress(copy.deepcopy(model) if inplace else model, space, units, inplace=inplace)
+    assert otograph.verify(ref, out, x).max_abs <= 1e-12
+    convs = {n: m for n, m in out.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    depthwise = [m for m in convs.values() if m.groups > 1]
+    assert depthwise and all(m.groups == m.in_channels == m.out_channels == m.weight.shape[0] for m in depthwise)
+    assert sum(m.weight.numel() for m in convs.values()) < sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert [n for n, m in convs.items() if not m.weight.is_contiguous(memory_format=fmt)] == []

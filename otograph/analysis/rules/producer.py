@@ -191,11 +191,33 @@ def _rewrite_groups(edit) -> None:
         return
     new = edit.root.get_submodule(edit.old.target)
     new.groups = kept_groups
-    _resize_conv(new)
+    _channels_from_weight(new)
 
 
 def _resize_conv(m: nn.modules.conv._ConvNd) -> None:
-    """Channel counts from the sliced weight; ``groups`` is set by :func:`_rewrite_groups`."""
+    """Attributes of a conv whose weight was sliced while its attributes are still the traced ones
+    (in place and for a compact graph alike; in the graph, :func:`_rewrite_groups` then sets ``groups``
+    from the plan). A conv with one channel per group on a side (depthwise), or transposed, lost whole
+    groups: their count follows the weight's rows. With several on both sides, either every group
+    was narrowed (the count stays) or, where the analysis kept whole groups, whole ones went; the
+    weight's columns tell which unless both readings fit, and then the count stays (a wrong guess
+    fails the check that follows every shrink)."""
+    w, g = m.weight, m.groups
+    if g > 1:
+        if m.transposed:  # weight (in, out / groups, ...): rows are input channels, per group together
+            per = m.in_channels // g
+            if w.shape[0] % per == 0:
+                m.groups = w.shape[0] // per
+        else:
+            per_in, per_out = m.in_channels // g, m.out_channels // g
+            whole = per_in == 1 or per_out == 1 or (w.shape[1] == per_in and w.shape[0] % g != 0)
+            if whole and w.shape[0] % per_out == 0:
+                m.groups = w.shape[0] // per_out
+    _channels_from_weight(m)
+
+
+def _channels_from_weight(m: nn.modules.conv._ConvNd) -> None:
+    """Channel counts from the sliced weight and the module's ``groups``."""
     w = m.weight
     if m.transposed:
         m.in_channels, m.out_channels = w.shape[0], w.shape[1] * m.groups
