@@ -7,6 +7,9 @@ not a multiple of the block is padded to one, and the padding is computed for no
     python benchmarks/latency.py             # full: writes benchmarks/results/latency.json, docs/benchmarks.md
     python benchmarks/latency.py --quick     # ResNet-18, a one-layer ViT and the tiny LM at 32x32, a 30 % cut,
                                              # one repeat (CI: the code path, not the figures)
+    python benchmarks/latency.py --malloc cached resnet50   # glibc keeps freed memory: runs kept as resnet50@cached
+    python benchmarks/latency.py --channels-last resnet50    # NHWC images and weights: kept as resnet50@cl
+    python benchmarks/latency.py --tag xeon ...   # another machine's runs, kept beside these as NAME@xeon
 
 Which units go: every prunable group keeps the same share of its units, rounded to a multiple of
 ``group_divisible`` (``hesso.uniform.uniform_units``: the share bisected on the exact cost model so the
@@ -17,12 +20,21 @@ model comes from ``otograph.compress`` and is checked against the pruned model. 
 as the graph otograph builds with nothing removed (the same frontend and code path as the compact
 one). Timings: forward passes in eval mode under ``torch.inference_mode``, the original and both
 compact models interleaved round by round (so the machine's load hits all alike), the median of the
-rounds, after two warm-up passes.
+rounds, after two warm-up passes. Each run records its machine, threads, allocator and rounds; the
+table names them per run.
+
+Memory: under glibc's default allocator, every tensor above the mmap threshold (32 MiB at most; one
+batch-32 activation of ResNet-50 is 100 MB) is a fresh mapping whose pages the kernel zeroes on first
+touch. On this project's VMs that is up to half of a batch-32 pass (MobileNetV3-Large 496 → 240 ms),
+and its cost varies with the host. ``--malloc cached`` starts the script again with ``GLIBC_TUNABLES``
+raising glibc's mmap and trim thresholds, so freed memory is reused, as jemalloc or tcmalloc (which
+PyTorch's CPU performance guide recommends) would do.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import sys
 import time
@@ -30,8 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from hesso.uniform import uniform_units
 
 if __package__ in (None, ""):  # run as `python benchmarks/NAME.py`: the repository root holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,6 +57,7 @@ from benchmarks.common import (
     table,
     where,
 )
+from hesso.uniform import uniform_units
 
 TITLE = "Latency: compact against original on CPU"
 MODELS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0", "vit_b_16", "lm")
@@ -55,6 +66,13 @@ NAMES = {"resnet50": "ResNet-50", "mobilenet_v3_large": "MobileNetV3-Large", "ef
 CNNS = ("resnet50", "mobilenet_v3_large", "efficientnet_b0")
 DIVISORS = (1, 8, 16)
 BATCHES = (1, 32)
+# glibc keeps freed blocks up to 4 GiB in the heap instead of unmapping them (see the module docstring)
+CACHED_MALLOC = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184"
+
+
+def malloc() -> str:
+    """``"cached"`` when this process runs with :data:`CACHED_MALLOC`, else ``"system"``."""
+    return "cached" if CACHED_MALLOC in os.environ.get("GLIBC_TUNABLES", "") else "system"
 
 
 def build(name: str, quick: bool) -> tuple[torch.nn.Module, Any, str]:
@@ -112,9 +130,10 @@ def timings(models: dict[str, torch.nn.Module], x: Any, rounds: int, warmup: int
 
 
 def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float, batches: tuple[int, ...] = BATCHES,
-              warmup: int = 2) -> dict[str, Any]:
+              warmup: int = 2, channels_last: bool = False) -> dict[str, Any]:
     """Prune, compress and time one model. The fx frontend's compact graphs take any batch size, so one
-    trace serves both; the export frontend's are traced at each batch size (same units removed)."""
+    trace serves both; the export frontend's are traced at each batch size (same units removed).
+    ``channels_last``: models fed images are timed, original and compact alike, in that memory format."""
     import otograph
 
     model, ex, frontend = build(name, quick)
@@ -140,113 +159,124 @@ def run_model(name: str, quick: bool, rounds: dict[int, int], cut: float, batche
             if b == BATCHES[0]:
                 rec[f"gd{d}"] = {"flops_cut": 1 - count_flops(c, ex) / rec["flops"],
                                  "params_cut": 1 - count_params(c) / rec["params"], "max_abs_diff": check.max_abs}
+    image = torch.is_tensor(ex) and ex.dim() == 4
+    rec["memory_format"] = "channels_last" if channels_last and image else "contiguous"
     for b in batches:
         log(f"{name}: timing batch {b} ({rounds[b]} rounds)")
-        rec[f"batch{b}"] = timings(graphs[b], batched(ex, b), rounds[b], warmup)
+        x, ms = batched(ex, b), graphs[b]
+        if channels_last and image:
+            x = x.contiguous(memory_format=torch.channels_last)
+            ms = {k: m.to(memory_format=torch.channels_last) for k, m in ms.items()}
+        rec[f"batch{b}"] = timings(ms, x, rounds[b], warmup)
     return rec
 
 
-def _other_rounds(meta: dict[str, Any], runs: dict[str, Any]) -> str:
-    """Models timed with other round counts than this run's (kept from an earlier run)."""
-    other = [f"{NAMES[n]}: {', '.join(f'{k} at batch {b}' for b, k in x['rounds'].items())}"
-             for n, x in runs.items() if x.get("rounds", meta["rounds"]) != meta["rounds"]]
-    return f"(other rounds — {'; '.join(other)}) " if other else ""
+def base(key: str) -> str:
+    """The model of a run key (``resnet50@cached@xeon`` → ``resnet50``)."""
+    return key.split("@", 1)[0]
+
+
+def setting(meta: dict[str, Any], run: dict[str, Any]) -> str:
+    """How a run was timed: machine, threads, torch, allocator, rounds (runs before 2026-11-27 kept
+    theirs in the file's meta only)."""
+    env = run.get("env", meta["env"])
+    rounds = run.get("rounds", meta["rounds"])
+    mem = ("glibc keeping freed memory (`--malloc cached`)" if env.get("malloc") == "cached"
+           else "the system's malloc")
+    if run.get("memory_format") == "channels_last":
+        mem += ", channels-last images and weights (`--channels-last`)"
+    return (f"{env['cpu']} ({env['cores']} cores), {env['threads']} threads, torch {env['torch']}, {mem}, "
+            f"{', '.join(f'{n} rounds at batch {b}' for b, n in rounds.items())}, commit {env.get('commit')}, "
+            f"{env.get('date')}")
+
+
+def ratio(run: dict[str, Any], d: int, b: int) -> float | None:
+    """Latency cut ÷ FLOPs cut of ``group_divisible=d`` at batch ``b`` (None: not timed)."""
+    t = run.get(f"batch{b}")
+    if t is None or f"gd{d}" not in run:
+        return None
+    return (1 - t[f"gd{d}"]["median"] / t["original"]["median"]) / run[f"gd{d}"]["flops_cut"]
 
 
 def section(data: dict[str, Any], images: Path, rel: str) -> str:
     meta, runs = data["meta"], data["runs"]
-    env = meta["env"]
+    keys = sorted(runs, key=lambda k: (MODELS.index(base(k)), list(runs).index(k)))
+    labels: dict[str, str] = {}  # setting → its letter, in the order the table meets them
+    for k in keys:
+        labels.setdefault(setting(meta, runs[k]), "abcdefghijklmnopqrstuvwxyz"[len(labels)])
+    label = {k: labels[setting(meta, runs[k])] for k in keys}
     lines = [f"## {TITLE}", "",
              f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), "
              f"{meta.get('selection', 'uniform widths (every group keeps the same share, rounded to `group_divisible`)')} "
              f"for a {meta['cut']:.0%} FLOPs target with `group_divisible` {', '.join(map(str, DIVISORS))}, compact model from "
-             f"`otograph.compress`. Median CPU latency (ms) of "
-             f"{', '.join(f'{n} interleaved rounds at batch {b}' for b, n in meta['rounds'].items())}, after "
-             f"{meta.get('warmup', 2)} warm-up pass(es) ({', '.join(NAMES[n] for n in meta.get('batch1_only', [])) or 'no model'} "
-             f"timed at batch 1 only, for time) "
-             f"{_other_rounds(meta, runs)}(25th–75th percentile in the JSON), {env['threads']} threads, {env['cpu']} ({env['cores']} cores, "
-             f"shared with other work: the interleaving makes the ratios fair, the absolute times are noisy), torch "
-             f"{env['torch']}, commit {env.get('commit')}, {env.get('date')}. *Ratio* = latency cut ÷ FLOPs cut "
-             f"(1.0: time falls as much as FLOPs).", ""]
+             f"`otograph.compress`. Median CPU latency (ms) of interleaved rounds after {meta.get('warmup', 2)} warm-up "
+             f"pass(es) (25th–75th percentile in the JSON); *run* names how each row was timed (below the table). "
+             f"*Ratio* = latency cut ÷ FLOPs cut (1.0: time falls as much as FLOPs).", ""]
     rows = []
-    for name in MODELS:
-        x = runs.get(name)
-        if not x:
-            continue
+    for k in keys:
+        x = runs[k]
         for d in (d for d in DIVISORS if f"gd{d}" in x):  # (runs before 16 was added lack it)
             g = x[f"gd{d}"]
-            row = [NAMES[name], str(d), f"{100 * g['flops_cut']:.1f} %", f"{100 * g['params_cut']:.1f} %"]
+            row = [NAMES[base(k)], label[k], str(d), f"{100 * g['flops_cut']:.1f} %", f"{100 * g['params_cut']:.1f} %"]
             for b in BATCHES:
                 t = x.get(f"batch{b}")
                 if t is None:
                     row += ["not timed", "–", "–"]
                     continue
                 o, c = t["original"]["median"], t[f"gd{d}"]["median"]
-                lat = 1 - c / o
-                row += [f"{o:.1f} → {c:.1f}", f"{100 * lat:.1f} %", f"**{lat / g['flops_cut']:.2f}**"]
+                row += [f"{o:.1f} → {c:.1f}", f"{100 * (1 - c / o):.1f} %", f"**{ratio(x, d, b):.2f}**"]
             rows.append(row)
-    head = ["model", "group_divisible", "FLOPs cut", "params cut"]
+    head = ["model", "run", "group_divisible", "FLOPs cut", "params cut"]
     for b in BATCHES:
         head += [f"batch {b}: ms", "latency cut", "ratio"]
-    lines += [table(head, rows, "lr" + "r" * (len(head) - 2)), ""]
-
-    def ratios(d: int) -> list[tuple[str, float]]:
-        out = []
-        for name in CNNS:
-            x = runs.get(name)
-            if x and "batch32" in x and f"gd{d}" in x:
-                t = x["batch32"]
-                out.append((NAMES[name], (1 - t[f"gd{d}"]["median"] / t["original"]["median"]) / x[f"gd{d}"]["flops_cut"]))
-        return out
-
-    ok = ratios(8)
-    if ok:
-        met = all(r >= 0.8 for _, r in ok)
-        lines += [f"**Goal** (latency cut ≥ 0.8 × FLOPs cut at batch 32 for the CNNs with `group_divisible=8`): "
-                  f"**{'met' if met else 'not met'}** (" + ", ".join(f"{n} {r:.2f}" for n, r in ok) + ")."]
-        if ratios(16):
-            lines += ["With `group_divisible=16`, oneDNN's channel block on this AVX-512 CPU: " +
-                      ", ".join(f"{n} {r:.2f}" for n, r in ratios(16)) + "."]
-        lines += [""]
-    lines += plot(runs, images, rel)
+    lines += [table(head, rows, "lcr" + "r" * (len(head) - 3)), ""]
+    lines += [f"*{v}*: {s}." for s, v in labels.items()] + [""]
+    goal = []
+    for v in labels.values():
+        ok = {d: [(NAMES[base(k)], ratio(runs[k], d, 32)) for k in keys
+                  if label[k] == v and base(k) in CNNS and ratio(runs[k], d, 32) is not None] for d in (8, 16)}
+        if ok[8]:
+            met = all(r >= 0.8 for _, r in ok[8])
+            goal.append(f"- *{v}*: **{'met' if met else 'not met'}** (" + ", ".join(f"{n} {r:.2f}" for n, r in ok[8]) + ")"
+                        + ("; with `group_divisible=16`: " + ", ".join(f"{n} {r:.2f}" for n, r in ok[16]) if ok[16] else "")
+                        + ".")
+    if goal:
+        lines += ["**Goal** (latency cut ≥ 0.8 × FLOPs cut at batch 32 for the CNNs with `group_divisible=8`; 16 is "
+                  "oneDNN's fp32 channel block on an AVX-512 CPU):", "", *goal, ""]
+    lines += plot(runs, keys, label, images, rel)
     return "\n".join(lines)
 
 
-def plot(runs: dict[str, Any], images: Path, rel: str) -> list[str]:
+def plot(runs: dict[str, Any], keys: list[str], label: dict[str, str], images: Path, rel: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in MODELS if n in runs]
-    if not names:
+    if not keys:
         return []
-    fig, axes = plt.subplots(1, len(BATCHES), figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(len(BATCHES), 1, figsize=(max(9.0, 0.6 * len(keys)), 1.2 + 2.6 * len(BATCHES)),
+                             sharex=True, sharey=True)
     w = 0.8 / len(DIVISORS)
     for ax, b in zip(axes, BATCHES, strict=True):
         for i, d in enumerate(DIVISORS):
-            vals = []
-            for n in names:
-                t = runs[n].get(f"batch{b}")
-                if t is None or f"gd{d}" not in runs[n]:
-                    vals.append(float("nan"))
-                    continue
-                vals.append((1 - t[f"gd{d}"]["median"] / t["original"]["median"]) / runs[n][f"gd{d}"]["flops_cut"])
-            ax.bar([k + (i - (len(DIVISORS) - 1) / 2) * w for k in range(len(names))], vals, w,
-                   label=f"group_divisible={d}")
+            vals = [ratio(runs[k], d, b) for k in keys]
+            ax.bar([j + (i - (len(DIVISORS) - 1) / 2) * w for j in range(len(keys))],
+                   [float("nan") if v is None else v for v in vals], w, label=f"group_divisible={d}")
         ax.axhline(0.8, color="#444444", lw=1, ls=":")
         ax.axhline(1.0, color="#444444", lw=1)
-        ax.set_xticks(range(len(names)), [NAMES[n].split(" (")[0] for n in names], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(keys)), [f"{NAMES[base(k)].split(' (')[0]} ({label[k]})" for k in keys],
+                      rotation=35, ha="right", fontsize=8)
         ax.set_title(f"batch {b}", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("latency cut ÷ FLOPs cut")
+        ax.set_ylabel("latency cut ÷ FLOPs cut", fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     images.mkdir(parents=True, exist_ok=True)
     path = images / "latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [f"![latency cut over FLOPs cut]({rel}/{path.name})", ""]
+    return [f"![latency cut over FLOPs cut, per run]({rel}/{path.name})", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds32", type=int, default=None, help="timed rounds at batch 32 (default: --rounds)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed passes of each model first (default 2)")
     ap.add_argument("--no-batch32", default="", help="comma-separated models timed at batch 1 only (time budget)")
+    ap.add_argument("--malloc", choices=("system", "cached"), default="system",
+                    help="system: the default allocator; cached: start again with GLIBC_TUNABLES keeping freed "
+                         "memory (see above); the runs are kept as NAME@cached")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="time the image models (original and compact) in channels-last memory format, as PyTorch's "
+                         "CPU performance guide advises for CNNs; the runs are kept as NAME@cl")
+    ap.add_argument("--tag", default="", help="kept as NAME@TAG: another machine's runs beside this one's")
     a = ap.parse_args(argv)
+    if a.malloc == "cached" and malloc() != "cached":  # glibc reads its tunables once, at start-up
+        if argv is not None:
+            ap.error(f"--malloc cached: set GLIBC_TUNABLES={CACHED_MALLOC} before Python starts")
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), CACHED_MALLOC])))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     torch.set_num_threads(a.threads)
     rounds = {1: 15, 32: 7} if not a.quick else {1: 2, 32: 1}
     if a.rounds:
@@ -271,9 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             "selection": "uniform widths (every group keeps the same share, rounded to `group_divisible`)",
             "batch1_only": sorted(only1), "lm_seq": 32 if a.quick else 256}
     store = Store(out_json, meta, a.redo)
+    env = {**meta["env"], "malloc": malloc()}
+    suffix = "".join(f"@{t}" for t in (a.tag, "cached" if a.malloc == "cached" else "", "cl" if a.channels_last else "")
+                     if t)
     for name in models:
-        store.run(name, lambda name=name: run_model(name, a.quick, rounds, cut,
-                                                          (1,) if name in only1 else BATCHES, a.warmup))
+        store.run(name + suffix, lambda name=name: {**run_model(name, a.quick, rounds, cut, (1,) if name in only1
+                                                               else BATCHES, a.warmup, a.channels_last), "env": env})
     finish(a, md, images)
     return 0
 

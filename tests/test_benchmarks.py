@@ -132,4 +132,17 @@ def test_latency_quick(tmp_path):
             assert all(t["median"] > 0 for t in rec[f"batch{b}"].values())
             assert set(rec[f"batch{b}"]) == {"original", "gd1", "gd8", "gd16"}
         assert rec["rounds"] == res["data"]["meta"]["rounds"]  # each run records how it was timed
+        assert rec["env"]["malloc"] == "system" and rec["memory_format"] == "contiguous"
     assert "ratio" in res["md"] and (tmp_path / "images" / "latency.png").exists()
+
+
+def test_latency_with_kept_memory_and_channels_last_is_recorded_as_such(tmp_path):
+    """``--malloc cached`` starts the script again with glibc's tunables set; the run is kept under
+    its own key, says how it was timed, and the page names that setting."""
+    pytest.importorskip("torchvision")
+    res = run("latency", tmp_path, "--malloc", "cached", "--channels-last", "--tag", "t", "resnet50")
+    (key, rec), = res["data"]["runs"].items()
+    assert key == "resnet50@t@cached@cl"
+    assert rec["env"]["malloc"] == "cached" and rec["memory_format"] == "channels_last"
+    assert all(rec[f"gd{d}"]["max_abs_diff"] < 1e-4 for d in (1, 8, 16))
+    assert "`--malloc cached`" in res["md"] and "`--channels-last`" in res["md"]
