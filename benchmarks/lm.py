@@ -221,12 +221,23 @@ class Models:
         """The model ``name``; ``cpu``: a copy on the CPU, read from disk (HESSO's: the full trained model)."""
         f = self.folder / f"{name.replace(' ', '_')}.pt"
         if cpu:
-            return torch.load(f, weights_only=False, map_location="cpu") if f.exists() else None
+            return self._load(f, name, "cpu") if f.exists() else None
         if name not in self.mem:
             if not f.exists():
                 return None
-            self.mem[name] = torch.load(f, weights_only=False)
+            self.mem[name] = self._load(f, name, None)
         return self.mem[name]
+
+    @staticmethod
+    def _load(f: Path, name: str, map_location: str | None):
+        # whole modules (this run's own files, pruned shapes included): pickles of transformers'
+        # classes, which another transformers version may not have
+        try:
+            return torch.load(f, weights_only=False, map_location=map_location)
+        except (AttributeError, ModuleNotFoundError, ImportError) as e:
+            raise SystemExit(f"{f}: the stored {name!r} model was saved by another version of its libraries "
+                             f"({type(e).__name__}: {e}); run it again with --redo {name.split()[0]!r}, or "
+                             f"use a new --out folder") from None
 
 
 def adamw(r: Recipe, params) -> torch.optim.AdamW:
