@@ -8,7 +8,8 @@
 Each case is a random model (otograph.testing.fuzz: every rule family of the built-in registry and
 the patterns of issue 13) checked through both frontends: the fx and export traces, the analysis,
 the model left untouched, traps unprunable, compress, exactness, parameters, buffers and gradients
-in float64 (see otograph/testing/fuzz/checks.py). A failing case is written as a standalone script
+in float64, and shrinking in place: exact, or refused with the model untouched (see
+otograph/testing/fuzz/checks.py). A failing case is written as a standalone script
 ``<out>/case_<seed>_<n>.py`` and shrunk (delta debugging over its steps; a few per kind of failure);
 the summary lists failures per check, coverage per rule family, op kind and pattern, and each
 distinct failure with its shortest reproduction. The exit status is 1 when anything failed.

@@ -4,6 +4,7 @@ must, shrinking, reproductions, and the tool's summary (tools/fuzz.py)."""
 import copy
 import dataclasses
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,35 @@ def test_snapshot_sees_every_change_an_analysis_could_make():
         assert any(words in c for c in found), (words, found)
 
 
+def test_the_in_place_check_sees_a_wrong_shrink_and_a_refusal_that_changed_the_model(monkeypatch):
+    from otograph.rewrite import ShrinkError
+    from otograph.testing.fuzz import checks
+
+    mod = load(render(PLAIN).source)
+    assert check_model(mod.build, mod.inputs, seed=7).in_place == "shrunk"
+    real = checks.compress
+
+    def wrong(model, space, units, inplace=False):
+        out = real(model, space, units, inplace=inplace)
+        if inplace:
+            with torch.no_grad():
+                next(out.parameters()).add_(1.0)
+        return out
+
+    def dirty(model, space, units, inplace=False):
+        if inplace:
+            with torch.no_grad():
+                next(model.parameters()).add_(1.0)
+            raise ShrinkError("refused on purpose")
+        return real(model, space, units, inplace=inplace)
+
+    for fake, words in ((wrong, "computes something else"), (dirty, "refused (ShrinkError: refused on purpose")):
+        monkeypatch.setattr(checks, "compress", fake)
+        out = check_model(mod.build, mod.inputs, seed=7)
+        assert out.removed > 0 and [f.check for f in out.failures] == ["inplace"], out.failures
+        assert words in out.failures[0].message and (fake is wrong or "changed the model" in out.failures[0].message)
+
+
 def test_ddmin_finds_a_one_minimal_sublist():
     calls = []
 
@@ -180,6 +210,7 @@ def test_the_quick_campaign_is_clean(tmp_path, capsys):
     status = tool.main(["--quick", "--out", str(tmp_path / "failures")])
     text = capsys.readouterr().out
     assert "cases 200: 200 checked, 0 invalid (generator), 0 failing" in text, text[-3000:]
+    assert re.search(r"in place \(compress inplace=True\): [1-9][0-9]* runs shrunk", text), text[:600]
     assert status == 0
 
 

@@ -20,6 +20,9 @@ to widen.
 ``grad``       in eval mode, the gradients of a random linear loss w.r.t. the inputs and the kept
                parameters are the zeroed model's, within the same bound per tensor, and the compact
                parameters require gradients exactly where the model's do.
+``inplace``    ``compress(..., inplace=True)`` on a copy of the zeroed model either refuses
+               (``ShrinkError``) and leaves that copy as it was, or makes it compute what the zeroed
+               model computes, within the same bound, with the expected parameters.
 
 These are check_exact's steps (``random_units``, ``zero_``, ``compress``, ``expected_params``, the
 bound of ``Verification.exact``), kept open so the compact model can also be run for gradients and
@@ -42,14 +45,14 @@ from torch.utils._pytree import tree_flatten
 from otograph.analysis import search_space
 from otograph.errors import TraceError
 from otograph.graph.cost import count_params
-from otograph.rewrite import compress, make_plan
+from otograph.rewrite import ShrinkError, compress, make_plan
 from otograph.rewrite.verify import Verification
 from otograph.testing.exact import _decorrelate, expected_params, random_units, to_double
 from otograph.tracing.values import eval_mode, normalize_inputs
 
 __all__ = ["CHECKS", "Failure", "Outcome", "check_model", "snapshot", "changes"]
 
-CHECKS = ("trace", "analysis", "untouched", "trap", "compress", "exact", "params", "buffers", "grad")
+CHECKS = ("trace", "analysis", "untouched", "trap", "compress", "exact", "params", "buffers", "grad", "inplace")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Outcome:
     removed: int = 0  # units removed by the exactness check
     seconds: float = 0.0
     refused: str = ""  # a documented refusal (see REFUSALS): a clear error, not a failure
+    in_place: str = ""  # "shrunk", or "refused: <the error's first line>" (compress(..., inplace=True))
 
     def fail(self, check: str, message: str) -> None:
         self.failures.append(Failure(check, self.frontend, message))
@@ -332,6 +336,7 @@ def _check(res: Outcome, build, inputs, frontend, seed, fraction, traps, dtype_a
     keep = make_plan(space, units).params
     fresh = to_double(fresh)
 
+    shrunk = copy.deepcopy(ref)  # before any run: the buffers of the zeroed model as compress saw them
     ref_buffers = {n: b.detach().clone() for n, b in ref.named_buffers()}
     try:
         ys, zs = _run(ref, fresh), _run(compact, fresh)
@@ -351,6 +356,34 @@ def _check(res: Outcome, build, inputs, frontend, seed, fraction, traps, dtype_a
         res.fail("params", f"the compact model has {after:,} parameters, {expected:,} expected (removing {removed})")
     _check_buffers(res, ref, compact, ref_buffers, keep)
     _check_grads(res, ref, compact, fresh, keep, seed, removed)
+    _check_in_place(res, shrunk, space, units, fresh, ys, expected, removed)
+
+
+def _check_in_place(res: Outcome, model, space, units, fresh, ys: list, expected: int, removed: str) -> None:
+    before = snapshot(model)
+    try:
+        compress(model, space, units, inplace=True)
+    except ShrinkError as e:  # a refusal, documented: fine if nothing changed
+        res.in_place = "refused: " + str(e).strip().splitlines()[0][:90]
+        found = changes(before, snapshot(model))
+        if found:
+            res.fail("inplace", f"refused ({_where(e)}) but changed the model: " + "; ".join(found[:4])
+                     + f" (removing {removed})")
+        return
+    except Exception as e:  # noqa: BLE001 - anything but a refusal is a crash
+        res.fail("inplace", f"{_where(e)} (removing {removed})")
+        return
+    res.in_place = "shrunk"
+    try:
+        zs = _run(model, fresh)
+    except Exception as e:  # noqa: BLE001
+        res.fail("inplace", f"the model shrunk in place fails on fresh inputs: {_where(e)} (removing {removed})")
+        return
+    if len(ys) != len(zs) or not all(y.shape == z.shape and _close(y, z)[0] for y, z in zip(ys, zs, strict=False)):
+        res.fail("inplace", f"the model shrunk in place computes something else (removing {removed})")
+    elif count_params(model) != expected:
+        res.fail("inplace", f"the model shrunk in place has {count_params(model):,} parameters, {expected:,} "
+                            f"expected (removing {removed})")
 
 
 def _check_traps(res: Outcome, space, traps) -> None:

@@ -31,6 +31,7 @@ class Summary:
     steps: Counter = field(default_factory=Counter)  # step kind → cases
     prunable_cases: int = 0  # cases where some group was prunable and units were removed
     invalid_reasons: Counter = field(default_factory=Counter)
+    in_place: Counter = field(default_factory=Counter)  # "shrunk" or the refusal → runs
     repros: list = field(default_factory=list)  # (signature, path, minimised?, count)
 
     def add(self, r: CaseResult) -> None:
@@ -49,6 +50,7 @@ class Summary:
         self.steps.update(set(r.program.kinds))
         self.runs.update(o.frontend for o in r.outcomes)
         self.prunable_cases += any(o.removed for o in r.outcomes)
+        self.in_place.update(o.in_place for o in r.outcomes if o.in_place)
         seen = set()
         for f in r.failures:
             if (f.check, f.frontend) not in seen:
@@ -62,6 +64,11 @@ class Summary:
         lines = [f"cases {self.cases}: {self.cases - self.invalid} checked, {self.invalid} invalid (generator), "
                  f"{self.failing} failing, {self.prunable_cases} with units removed; "
                  f"{self.runs['fx']} fx runs, {self.runs['export']} export runs; {self.seconds:.1f} s", ""]
+        if self.in_place:
+            refused = Counter({k: n for k, n in self.in_place.items() if k != "shrunk"})
+            lines += [f"in place (compress inplace=True): {self.in_place['shrunk']} runs shrunk, "
+                      f"{sum(refused.values())} refused"]
+            lines += [f"  {n} × {why}" for why, n in refused.most_common(5)] + [""]
         lines += [f"{'check':<10} {'failing cases':>13} {'fx':>6} {'export':>7}"]
         for c in FAILURE_CHECKS:
             n = self.checks.get(c, Counter())
