@@ -355,6 +355,10 @@ TUNE: dict[str, dict[str, Any]] = {
     # HESSO's saliency weights
     "hesso-magnitude": {"importance": (("magnitude", 1.0),)},
     "hesso-taylor": {"importance": (("taylor_first_order", 0.5), ("taylor_second_order", 0.5))},
+    # the MiniLM benchmark's recipe (chosen there on the training loss), and each half of it alone
+    "hesso-taylor1": {"importance": (("taylor_first_order", 1.0),)},
+    "hesso-short": {"span": 0.05},
+    "hesso-minilm": {"importance": (("taylor_first_order", 1.0),), "span": 0.05},
 }
 
 
