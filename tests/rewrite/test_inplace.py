@@ -178,3 +178,34 @@ def test_a_size_written_in_the_code_is_named_by_its_line():
     assert e.module == "" and e.attribute is None and "reshape(-1, 24)" in str(e)
     assert e.line.endswith(str(Literal.forward.__code__.co_firstlineno + 1))
     assert _same_state(before, _state(model))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "efficientnet_b0", "regnet_y_400mf", "swin_t"])
+def test_torchvision_classifiers_shrink_in_place_exactly(name):
+    """The README's list: a third of every group's units removed, the user's own class kept."""
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = tv.models.get_model(name, num_classes=10).double().eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    space = otograph.search_space(model, x)
+    units = random_units(space, 1 / 3, torch.Generator().manual_seed(0))
+    ref = copy.deepcopy(model)
+    space.zero_(ref, units)
+    out = otograph.compress(model, space, units, inplace=True)
+    assert out is model and type(model) is type(ref) and sum(map(len, units.values())) > 0
+    v = otograph.verify(ref, model, x)
+    assert v.params_after < v.params_before and v.max_abs <= 1e-12 * max(1.0, float(ref(x).detach().abs().max()))
+
+
+def test_shufflenet_is_refused_in_place_and_left_as_it_was():
+    """Its forward chunks the channels in half, a size in the code that slicing cannot change."""
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = tv.models.shufflenet_v2_x0_5(num_classes=10).double().eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    space = otograph.search_space(model, x)
+    units = random_units(space, 1 / 3, torch.Generator().manual_seed(0))
+    before = _state(model)
+    with pytest.raises(otograph.ShrinkError, match="fails on the example inputs"):
+        otograph.compress(model, space, units, inplace=True)
+    assert _same_state(before, _state(model))
