@@ -48,3 +48,19 @@ def test_a_depthwise_net_shrinks_exactly_and_keeps_its_memory_format(fmt, inplac
     assert sum(m.weight.numel() for m in convs.values()) < sum(
         m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert [n for n, m in convs.items() if not m.weight.is_contiguous(memory_format=fmt)] == []
+
+
+def test_take_keeps_the_memory_format_of_4d_and_5d_tensors_and_makes_others_contiguous():
+    import numpy as np
+
+    from otograph.rewrite.plan import take
+
+    keep = np.array([0, 2, 3])
+    for fmt, shape in ((torch.channels_last, (4, 5, 3, 3)), (torch.channels_last_3d, (4, 5, 2, 3, 3))):
+        t = torch.randn(shape).contiguous(memory_format=fmt)
+        out = take(t, [(0, keep), (1, keep)])
+        assert out.is_contiguous(memory_format=fmt) and not out.is_contiguous()
+        assert torch.equal(out, t[keep][:, keep])
+    t = torch.randn(6, 4).t()  # a transposed view: no format to keep
+    out = take(t, [(1, keep)])
+    assert out.is_contiguous() and torch.equal(out, t[:, keep]) and out.data_ptr() != t.data_ptr()
