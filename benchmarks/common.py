@@ -7,6 +7,8 @@ progressive pruning, tables and plots.
 '98.50 ± 0.50'
 >>> table(["a", "b"], [[1, "x"]])
 '| a | b |\\n|---|---|\\n| 1 | x |'
+>>> table(["a", "b", "c"], [[1, 2, 3]], "lcr").splitlines()[1]
+'|:---|:---:|---:|'
 """
 
 from __future__ import annotations
@@ -147,8 +149,8 @@ def pm(xs: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
-    """A markdown table; ``align`` is one character per column, ``l`` or ``r`` (default: all ``---``)."""
-    sep = [":---" if c == "l" else "---:" for c in align] if align else ["---"] * len(head)
+    """A markdown table; ``align`` is one character per column, ``l``, ``c`` or ``r`` (default: all ``---``)."""
+    sep = [{"l": ":---", "c": ":---:"}.get(c, "---:") for c in align] if align else ["---"] * len(head)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(sep) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
