@@ -29,6 +29,15 @@ def test_generated_models_are_valid_and_replay_exactly():
         assert render(case).source == program.source
 
 
+def test_a_padding_trap_grows_the_spatial_shape_the_generator_tracks():
+    """Case 43000353 (5-D): ``F.pad(x, value=1.0)`` as a trap, then flatten → linear: the linear's
+    width must count the padded positions, or the generated model does not run."""
+    case = generate(RandomChooser(43000353), 43000353, size=8)
+    program = render(case)
+    assert "F.pad(x, (1, 1, 1, 1, 1, 1), value=1.0)" in program.source and "flatten" in program.kinds
+    assert validate(program.source) is None
+
+
 def test_every_rule_family_kind_and_pattern_is_generated():
     """Walk the registry: every built-in op kind shows up in the analysed graph of some generated model."""
     seen, patterns = set(), set()

@@ -260,6 +260,8 @@ def trap(em: Emitter, s: State, p: Params) -> State | None:
     em.trap(s, kind, channels)
     if kind == "logsumexp":
         s = s.to(mode={1: "vec", 2: "sig", 3: "img"}[s.nd], shape=s.shape[:-1], prods=s.prods)
+    elif kind == "pad_value":  # one more position on each side of every spatial axis
+        s = s.to(shape=(*s.shape[:2], *(n + 2 for n in s.shape[2:])), prods=s.prods)
     return _consumer(em, s, p)
 
 
