@@ -336,7 +336,9 @@ def _check(res: Outcome, build, inputs, frontend, seed, fraction, traps, dtype_a
     keep = make_plan(space, units).params
     fresh = to_double(fresh)
 
-    shrunk = copy.deepcopy(ref)  # before any run: the buffers of the zeroed model as compress saw them
+    # shrunk in place later, so copied before any run: the buffers as compress saw them (removing
+    # nothing in place is trivially exact: no copy then)
+    shrunk = copy.deepcopy(ref) if res.removed else None
     ref_buffers = {n: b.detach().clone() for n, b in ref.named_buffers()}
     try:
         ys, zs = _run(ref, fresh), _run(compact, fresh)
@@ -356,7 +358,7 @@ def _check(res: Outcome, build, inputs, frontend, seed, fraction, traps, dtype_a
         res.fail("params", f"the compact model has {after:,} parameters, {expected:,} expected (removing {removed})")
     _check_buffers(res, ref, compact, ref_buffers, keep)
     _check_grads(res, ref, compact, fresh, keep, seed, removed)
-    if res.removed:  # (removing nothing in place is trivially exact)
+    if shrunk is not None:
         _check_in_place(res, shrunk, space, units, fresh, ys, expected, removed)
 
 
