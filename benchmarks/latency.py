@@ -202,9 +202,7 @@ def section(data: dict[str, Any], images: Path, rel: str) -> str:
     meta, runs = data["meta"], data["runs"]
     keys = sorted(runs, key=lambda k: (MODELS.index(base(k)), list(runs).index(k)))
     labels: dict[str, str] = {}  # setting → its letter, in the order the table meets them
-    for k in keys:
-        labels.setdefault(setting(meta, runs[k]), "abcdefghijklmnopqrstuvwxyz"[len(labels)])
-    label = {k: labels[setting(meta, runs[k])] for k in keys}
+    label = {k: labels.setdefault(setting(meta, runs[k]), "abcdefghijklmnopqrstuvwxyz"[len(labels)]) for k in keys}
     lines = [f"## {TITLE}", "",
              f"Random initial weights, input 224×224 (the LM: {meta.get('lm_seq', 256)} bytes), "
              f"{meta.get('selection', 'uniform widths (every group keeps the same share, rounded to `group_divisible`)')} "
