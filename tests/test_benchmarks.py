@@ -136,6 +136,14 @@ def test_latency_quick(tmp_path):
     assert "ratio" in res["md"] and (tmp_path / "images" / "latency.png").exists()
 
 
+@pytest.mark.parametrize("args", [["--malloc", "jemalloc"], ["--malloc"]])
+def test_latency_refuses_an_unknown_allocator(tmp_path, args):
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--out", str(tmp_path / "out"),
+                        *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 2 and "--malloc" in p.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_latency_with_kept_memory_and_channels_last_is_recorded_as_such(tmp_path):
     """``--malloc cached`` starts the script again with glibc's tunables set; the run is kept under
     its own key, says how it was timed, and the page names that setting."""
